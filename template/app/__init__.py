@@ -1,0 +1,1 @@
+"""The service's import package; every module is plain Python and imports without side effects."""

@@ -1,0 +1,129 @@
+"""Rendering: the template makes a clean, consistent project from its answers, with no --trust."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import copier
+import pytest
+import yaml
+
+from tests.conftest import REPO, Render, questions
+
+PYTHON_VERSIONS = questions()["python_version"]["choices"]
+JINJA_LEFTOVER = re.compile(r"\{\{|\{%|\{#|\.jinja\b")
+UNREAD_DIRS = {".git", ".venv", ".mypy_cache", ".ruff_cache", ".pytest_cache", "__pycache__"}
+
+
+def project_files(project: Path) -> list[Path]:
+    return [
+        path
+        for path in project.rglob("*")
+        if path.is_file() and not UNREAD_DIRS.intersection(path.relative_to(project).parts)
+    ]
+
+
+def test_every_question_has_a_help_text_and_a_default() -> None:
+    for name, spec in questions().items():
+        assert spec.get("help"), f"{name} has no help text"
+        assert "default" in spec, f"{name} has no default: `copier update --defaults` would break"
+
+
+def test_copier_yml_needs_no_trust() -> None:
+    config = yaml.safe_load((REPO / "copier.yml").read_text())
+
+    assert not {"_tasks", "_jinja_extensions", "_migrations"} & config.keys()
+
+
+def test_the_defaults_render_without_leftover_jinja(render: Render) -> None:
+    project = render()
+    files = project_files(project)
+
+    assert {"pyproject.toml", "README.md", "Dockerfile", ".python-version"} <= {
+        path.name for path in files
+    }
+    assert not [path for path in files if path.suffix == ".jinja"]
+    leftovers = [
+        f"{path.relative_to(project)}: {match.group()}"
+        for path in files
+        for match in [JINJA_LEFTOVER.search(path.read_text())]
+        if match
+    ]
+    assert not leftovers
+
+
+def test_answers_file_records_the_template_version(render: Render) -> None:
+    answers = yaml.safe_load((render() / ".copier-answers.yml").read_text())
+
+    assert answers["_commit"]
+    assert Path(answers["_src_path"]) == REPO
+    assert answers["project_slug"] == "my-service"
+
+
+def test_answers_reach_the_project_metadata(render: Render) -> None:
+    project = render(
+        project_name="Orders API",
+        description='Orders, with "quotes" and a backslash \\',
+        author_email="team@example.org",
+    )
+    metadata = tomllib.loads((project / "pyproject.toml").read_text())["project"]
+
+    assert metadata["name"] == "orders-api"
+    assert metadata["description"] == 'Orders, with "quotes" and a backslash \\'
+    assert metadata["authors"] == [{"name": "Your Name", "email": "team@example.org"}]
+    assert 'service_name: str = "Orders API"' in (project / "app" / "settings.py").read_text()
+    assert "docker build -t orders-api ." in (project / "README.md").read_text()
+
+
+@pytest.mark.parametrize("version", PYTHON_VERSIONS)
+def test_python_version_agrees_across_config_files(render: Render, version: str) -> None:
+    project = render(python_version=version)
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+
+    assert (project / ".python-version").read_text().strip() == version
+    assert pyproject["project"]["requires-python"] == f">={version}"
+    assert pyproject["tool"]["mypy"]["python_version"] == version
+    assert pyproject["tool"]["ruff"]["target-version"] == "py" + version.replace(".", "")
+    assert f"ARG PYTHON_VERSION={version}\n" in (project / "Dockerfile").read_text()
+
+
+def test_dockerfile_runs_serve_in_exec_form_as_non_root(render: Render) -> None:
+    project = render()
+    dockerfile = (project / "Dockerfile").read_text()
+    scripts = tomllib.loads((project / "pyproject.toml").read_text())["project"]["scripts"]
+
+    assert 'CMD ["serve"]' in dockerfile
+    assert scripts["serve"] == "app.serve:main"
+    assert re.search(r"^USER app$", dockerfile, re.MULTILINE)
+    assert "--locked" in dockerfile
+    assert {".venv", ".env", ".git"} <= set((project / ".dockerignore").read_text().split())
+
+
+def test_copy_works_without_trust(tmp_path: Path) -> None:
+    destination = tmp_path / "service"
+
+    copier.run_copy(str(REPO), destination, defaults=True, unsafe=False, vcs_ref="HEAD", quiet=True)
+
+    assert (destination / ".copier-answers.yml").is_file()
+    assert (destination / "app" / "main.py").is_file()
+
+
+@pytest.mark.parametrize(
+    ("answers", "named"),
+    [
+        ({"project_slug": "Not A Slug"}, "project_slug"),
+        ({"project_slug": "orders--api"}, "project_slug"),
+        ({"author_email": "nobody"}, "author_email"),
+        ({"python_version": "3.10"}, "python_version"),
+        ({"project_name": "  "}, "project_name"),
+    ],
+)
+def test_a_bad_answer_is_refused_naming_the_question(
+    tmp_path: Path, answers: dict[str, str], named: str
+) -> None:
+    with pytest.raises(ValueError, match=named):
+        copier.run_copy(
+            str(REPO), tmp_path / "service", data=answers, defaults=True, vcs_ref="HEAD", quiet=True
+        )
+
+    assert not (tmp_path / "service").exists()
