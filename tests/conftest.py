@@ -32,6 +32,12 @@ def questions() -> dict[str, Any]:
     return {name: spec for name, spec in config.items() if not name.startswith("_")}
 
 
+def choice_values(question: str) -> list[str]:
+    """The stored values of a choice question (choices are a list, or a label -> value map)."""
+    choices = questions()[question]["choices"]
+    return list(choices.values()) if isinstance(choices, dict) else list(choices)
+
+
 def run(
     command: Sequence[str],
     cwd: Path,

@@ -11,19 +11,28 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.conftest import UV, Render, questions, run
+from tests.conftest import UV, Render, choice_values, run
 
 pytestmark = pytest.mark.slow
 
-PYTHON_VERSIONS = questions()["python_version"]["choices"]
 START_TIMEOUT_SECONDS = 60
+SERVERS = choice_values("server")
+
+# Every server x json_encoder pair on the default Python, and every Python on the defaults: the
+# answers that change code. Each rendering runs its whole toolchain and its own suite, which
+# starts its real server process.
+COMBINATIONS = [
+    {"server": server, "json_encoder": encoder}
+    for server in SERVERS
+    for encoder in choice_values("json_encoder")
+] + [{"python_version": version} for version in choice_values("python_version")[1:]]
 
 Synced = Callable[[Path], Path]
 
 
-@pytest.fixture(params=PYTHON_VERSIONS, ids=lambda version: f"py{version}")
+@pytest.fixture(params=COMBINATIONS, ids=lambda answers: "-".join(answers.values()))
 def project(request: pytest.FixtureRequest, render: Render, synced: Synced) -> Path:
-    return synced(render(python_version=request.param))
+    return synced(render(**request.param))
 
 
 def test_ruff_finds_nothing_to_fix(project: Path) -> None:
@@ -56,14 +65,17 @@ def free_port() -> int:
         return port
 
 
-def test_uv_run_serve_answers_livez(render: Render, synced: Synced, tmp_path: Path) -> None:
-    """The README's promise, literally: `uv run serve`, then GET /livez is 200."""
-    project = synced(render())
+@pytest.mark.parametrize("server", SERVERS)
+def test_uv_run_serve_answers_livez(
+    render: Render, synced: Synced, tmp_path: Path, server: str
+) -> None:
+    """The README's promise, literally: `uv run serve`, then GET /livez is 200, with headers."""
+    project = synced(render(server=server, json_encoder="orjson"))
     port = free_port()
     env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port)}
     log_path = tmp_path / "serve.log"
     with log_path.open("w") as log:
-        server = subprocess.Popen(
+        process = subprocess.Popen(
             [UV, "run", "serve"],
             cwd=project,
             env=env,
@@ -74,15 +86,25 @@ def test_uv_run_serve_answers_livez(render: Render, synced: Synced, tmp_path: Pa
     try:
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while True:
-            assert server.poll() is None, f"serve exited early:\n{log_path.read_text()}"
+            assert process.poll() is None, f"serve exited early:\n{log_path.read_text()}"
             assert time.monotonic() < deadline, f"no answer in time:\n{log_path.read_text()}"
             try:
-                response = httpx2.get(f"http://127.0.0.1:{port}/livez", timeout=1)
+                response = httpx2.get(
+                    f"http://127.0.0.1:{port}/livez", headers={"X-Request-ID": "ci-1"}, timeout=1
+                )
                 break
             except httpx2.TransportError:
                 time.sleep(0.2)
         assert response.status_code == 200
         assert response.json() == {"status": "ok"}
+        assert response.headers["x-request-id"] == "ci-1"
+        assert response.headers["server-timing"].startswith("app;dur=")
+        assert f'"starting {server}"' in log_path.read_text()
+        # As Kubernetes does: SIGTERM to the top process only (uv forwards it to the server);
+        # signalling the whole group would hit the workers behind their supervisor's back.
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=START_TIMEOUT_SECONDS) == 0, log_path.read_text()
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=START_TIMEOUT_SECONDS)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

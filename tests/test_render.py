@@ -8,9 +8,9 @@ import copier
 import pytest
 import yaml
 
-from tests.conftest import REPO, Render, questions
+from tests.conftest import REPO, Render, choice_values, questions
 
-PYTHON_VERSIONS = questions()["python_version"]["choices"]
+PYTHON_VERSIONS = choice_values("python_version")
 JINJA_LEFTOVER = re.compile(r"\{\{|\{%|\{#|\.jinja\b")
 UNREAD_DIRS = {".git", ".venv", ".mypy_cache", ".ruff_cache", ".pytest_cache", "__pycache__"}
 
@@ -127,3 +127,41 @@ def test_a_bad_answer_is_refused_naming_the_question(
         )
 
     assert not (tmp_path / "service").exists()
+
+
+def dependency_names(project: Path) -> set[str]:
+    dependencies = tomllib.loads((project / "pyproject.toml").read_text())["project"][
+        "dependencies"
+    ]
+    return {re.split(r"[\[<>=;! ]", dependency, maxsplit=1)[0] for dependency in dependencies}
+
+
+@pytest.mark.parametrize("server", choice_values("server"))
+def test_only_the_chosen_server_is_wired(render: Render, server: str) -> None:
+    project = render(server=server)
+    names = dependency_names(project)
+
+    assert {path.name for path in (project / "app").glob("*_conf.py")} == {f"{server}_conf.py"}
+    assert (
+        f"from app import {server}_conf as server\n" in (project / "app" / "serve.py").read_text()
+    )
+    assert ("gunicorn" in names) == ("uvicorn-worker" in names) == (server == "gunicorn")
+    assert ("granian" in names) == (server == "granian")
+    assert ("uvicorn" in names) == (server != "granian")
+
+
+@pytest.mark.parametrize("encoder", choice_values("json_encoder"))
+def test_only_the_chosen_json_encoder_is_a_dependency(render: Render, encoder: str) -> None:
+    project = render(json_encoder=encoder)
+    names = dependency_names(project)
+    responses = (project / "app" / "responses.py").read_text()
+
+    assert ("orjson" in names) == (encoder == "orjson")
+    assert ("msgspec" in names) == (encoder == "msgspec")
+    assert f"({encoder})" in responses.splitlines()[0]
+    # No deprecated FastAPI response class, and no app-wide default that disables the fast path.
+    for path in (project / "app").glob("*.py"):
+        text = path.read_text()
+        assert "ORJSONResponse" not in text
+        assert "UJSONResponse" not in text
+        assert "default_response_class" not in text

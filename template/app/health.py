@@ -1,19 +1,28 @@
-"""Probe endpoints: /livez says the process can serve; it touches nothing external."""
-
-from typing import Literal
+"""Probe endpoints: /livez touches nothing external; /readyz runs the registered checks."""
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from starlette.responses import Response
+
+from app.deps import ReadinessChecksDep
+from app.readiness import Readiness, check_readiness
+from app.responses import JSONBytesResponse
 
 router = APIRouter(tags=["health"])
 
-
-class Liveness(BaseModel):
-    status: Literal["ok"] = "ok"
+# The answer never changes, so it is encoded once; probes run every few seconds on every pod.
+_LIVE = b'{"status":"ok"}'
 
 
 # Liveness must not depend on databases or caches: an outage there would make Kubernetes restart
 # every healthy pod at once. Probes stay out of the OpenAPI schema; they are not part of the API.
 @router.get("/livez", include_in_schema=False)
-async def livez() -> Liveness:
-    return Liveness()
+async def livez() -> Response:
+    return JSONBytesResponse(_LIVE)
+
+
+@router.get("/readyz", include_in_schema=False, response_model=Readiness)
+async def readyz(checks: ReadinessChecksDep) -> Response:
+    readiness = await check_readiness(checks)
+    status_code = 503 if readiness.status == "unready" else 200
+    # Probes only read the status code; the body tells a human which dependency is down.
+    return JSONBytesResponse(readiness.model_dump(mode="json"), status_code=status_code)

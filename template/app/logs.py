@@ -1,28 +1,78 @@
-"""Logging configuration for the server and the app: one format, level from LOG_LEVEL."""
+"""Logging: app logs on stderr, access logs on stdout, JSON or text, each with the request id."""
 
+import json
+import logging
 from typing import Any
 
+from app.request_id import current_request_id
 
-def logging_config(level: str) -> dict[str, Any]:
+# Attributes every LogRecord has; anything else was passed with `extra=` and belongs in the line.
+_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamps each record with the id of the request being served ("-" outside requests)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = current_request_id()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: the fields log shippers index, plus everything passed in extra."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": self.formatTime(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        line.update({k: v for k, v in vars(record).items() if k not in _RECORD_FIELDS})
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """Human-readable lines for a terminal, extras appended as key=value."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        extras = " ".join(
+            f"{k}={v}" for k, v in vars(record).items() if k not in _RECORD_FIELDS | {"request_id"}
+        )
+        text = super().format(record)
+        return f"{text} {extras}" if extras else text
+
+
+def logging_config(level: str, log_format: str) -> dict[str, Any]:
     """A logging.config.dictConfig document; the server applies it in every worker process."""
+    formatter = {"()": JsonFormatter if log_format == "json" else TextFormatter}
+    stream_handler = {"class": "logging.StreamHandler", "formatter": "line", "filters": ["ids"]}
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {
-            "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-        },
+        "filters": {"ids": {"()": RequestIdFilter}},
+        "formatters": {"line": formatter},
         "handlers": {
-            "stderr": {
-                "class": "logging.StreamHandler",
-                "formatter": "plain",
-                "stream": "ext://sys.stderr",
-            },
+            "stderr": {**stream_handler, "stream": "ext://sys.stderr"},
+            "stdout": {**stream_handler, "stream": "ext://sys.stdout"},
         },
         "root": {"handlers": ["stderr"], "level": level.upper()},
-        # The server's own loggers go through the root handler instead of keeping their own.
         "loggers": {
+            # Our access log (app.timing) goes to stdout, alone; the servers' own access logs are
+            # off, so there is one format for every server and each line carries the request id.
+            "access": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
+            # Server loggers use the same handlers as the app. gunicorn's uvicorn worker copies the
+            # handlers of gunicorn.error onto uvicorn.error, so that one needs its own handler.
+            "gunicorn.error": {"handlers": ["stderr"], "propagate": False},
             "uvicorn": {"handlers": [], "propagate": True},
             "uvicorn.error": {"handlers": [], "propagate": True},
-            "uvicorn.access": {"handlers": [], "propagate": True},
+            "uvicorn.access": {"handlers": [], "propagate": False},
+            "granian": {"handlers": [], "propagate": True},
+            "granian.access": {"handlers": [], "propagate": False},
         },
     }

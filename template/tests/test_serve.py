@@ -1,20 +1,57 @@
-"""`serve` starts the real server process: it answers probes and stops cleanly on SIGTERM."""
+"""`serve` runs the real server process: probes, headers, worker count, graceful SIGTERM."""
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
 
+from app.platform import available_cpus
+
+PROJECT = Path(__file__).resolve().parents[1]
 # The console script installed beside this interpreter: the same entry point the container runs.
 SERVE = Path(sys.executable).with_name("serve")
-START_TIMEOUT_SECONDS = 30
+TIMEOUT_SECONDS = 30
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[str]
+    base_url: str
+    log: Path
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """The JSON log lines written so far (stdout and stderr share the file)."""
+        lines = []
+        for text in self.log.read_text().splitlines():
+            try:
+                lines.append(json.loads(text))
+            except ValueError:
+                continue
+        return lines
+
+    def wait_for_log(self, message: str, count: int = 1) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            found = [line for line in self.log_lines() if line["message"] == message]
+            if len(found) >= count:
+                return found
+            time.sleep(0.1)
+        pytest.fail(f"no {count} x {message!r} in the log:\n{self.log.read_text()}")
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=TIMEOUT_SECONDS)
 
 
 def free_port() -> int:
@@ -25,57 +62,104 @@ def free_port() -> int:
 
 
 def serve_env(**overrides: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key not in {"WEB_CONCURRENCY"}}
-    return {**env, "HOST": "127.0.0.1", "LOG_LEVEL": "info", **overrides}
-
-
-def wait_until_serving(process: subprocess.Popen[str], url: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"serve exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            httpx2.get(url, timeout=1)
-        except httpx2.TransportError:
-            time.sleep(0.1)
-        else:
-            return
-    pytest.fail(f"serve did not answer {url} within {START_TIMEOUT_SECONDS} s")
+    env = {k: v for k, v in os.environ.items() if k != "WEB_CONCURRENCY"}
+    return {**env, "HOST": "127.0.0.1", "LOG_LEVEL": "info", "LOG_FORMAT": "json", **overrides}
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    # Output goes to a file: a pipe nobody reads would block the server once its buffer fills.
-    with (tmp_path / "serve.log").open("w") as log:
-        process = subprocess.Popen(
-            [SERVE], env=serve_env(PORT=str(port)), stdout=log, stderr=log, text=True
-        )
-    try:
-        wait_until_serving(process, f"{base_url}/livez", tmp_path / "serve.log")
-        yield process, base_url, tmp_path / "serve.log"
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+def start_server(tmp_path: Path) -> Iterator[Any]:
+    started: list[Server] = []
+
+    def start(**env: str) -> Server:
+        port = free_port()
+        log_path = tmp_path / f"serve-{port}.log"
+        # Output goes to a file: a pipe nobody reads would block the server once its buffer fills.
+        with log_path.open("w") as log:
+            process = subprocess.Popen(
+                [SERVE], env=serve_env(PORT=str(port), **env), stdout=log, stderr=log, text=True
+            )
+        server = Server(process, f"http://127.0.0.1:{port}", log_path)
+        started.append(server)
+        deadline = time.monotonic() + TIMEOUT_SECONDS
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"serve exited with {process.returncode}:\n{log_path.read_text()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"serve did not answer in {TIMEOUT_SECONDS} s:\n{log_path.read_text()}")
+            try:
+                httpx2.get(f"{server.base_url}/livez", timeout=1)
+                return server
+            except httpx2.TransportError:
+                time.sleep(0.1)
+
+    yield start
+    for server in started:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.wait()
 
 
-def test_serve_answers_livez_and_exits_cleanly_on_sigterm(
-    server: tuple[subprocess.Popen[str], str, Path],
-) -> None:
-    process, base_url, log = server
+def test_serve_answers_livez_with_request_id_and_server_timing(start_server: Any) -> None:
+    server = start_server(WEB_CONCURRENCY="1")
 
-    response = httpx2.get(f"{base_url}/livez", timeout=5)
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=START_TIMEOUT_SECONDS)
+    response = httpx2.get(f"{server.base_url}/livez", headers={"X-Request-ID": "probe-1"})
 
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
-    # uvicorn re-raises the signal after its graceful shutdown, so "killed by SIGTERM" is clean too;
-    # the lifespan's closing line is the proof that shutdown ran to the end.
-    assert process.returncode in {0, -signal.SIGTERM}
-    assert "shutdown complete" in log.read_text()
+    assert response.headers["x-request-id"] == "probe-1"
+    assert response.headers["server-timing"].startswith("app;dur=")
+    [access] = [
+        line for line in server.wait_for_log("GET /livez 200") if line["request_id"] == "probe-1"
+    ]
+    assert access["logger"] == "access"
+
+
+def test_worker_processes_follow_web_concurrency(start_server: Any) -> None:
+    server = start_server(WEB_CONCURRENCY="2")
+
+    server.wait_for_log("startup complete", count=2)
+    time.sleep(1)  # an extra worker would have started by now
+    pids = {line["pid"] for line in server.wait_for_log("startup complete")}
+
+    assert len(pids) == 2
+    assert server.process.pid not in pids
+    [starting] = [line for line in server.log_lines() if line["message"].startswith("starting ")]
+    assert starting["workers"] == 2
+
+
+def test_without_web_concurrency_one_worker_per_available_cpu(start_server: Any) -> None:
+    server = start_server()
+    cpus = available_cpus()
+
+    server.wait_for_log("startup complete", count=cpus)
+    [starting] = [line for line in server.log_lines() if line["message"].startswith("starting ")]
+
+    assert starting["available_cpus"] == cpus
+    assert starting["workers"] == cpus
+
+
+def test_sigterm_lets_the_in_flight_request_finish(start_server: Any) -> None:
+    server = start_server(
+        WEB_CONCURRENCY="1", SERVER__APP="tests.slow_app:create_slow_app", PYTHONPATH=str(PROJECT)
+    )
+    responses: list[httpx2.Response] = []
+    request = threading.Thread(
+        target=lambda: responses.append(
+            httpx2.get(f"{server.base_url}/_test/slow?seconds=2", timeout=TIMEOUT_SECONDS)
+        )
+    )
+    request.start()
+    server.wait_for_log("slow request started")
+
+    exit_code = server.stop()
+    request.join(TIMEOUT_SECONDS)
+
+    [response] = responses
+    assert response.status_code == 200
+    assert response.json() == {"slept": 2.0}
+    # Killed by its own SIGTERM after a graceful shutdown (uvicorn re-raises it) counts as clean.
+    assert exit_code in {0, -signal.SIGTERM}
+    server.wait_for_log("shutdown complete: shared resources closed")
 
 
 def test_serve_refuses_bad_configuration_with_one_line() -> None:
@@ -84,7 +168,7 @@ def test_serve_refuses_bad_configuration_with_one_line() -> None:
         env=serve_env(PORT="eighty"),
         capture_output=True,
         text=True,
-        timeout=START_TIMEOUT_SECONDS,
+        timeout=TIMEOUT_SECONDS,
         check=False,
     )
 

@@ -1,0 +1,91 @@
+"""Per-request timing: the Server-Timing header, the access log line and the slow-request warning.
+
+Lower layers report what a request spent on them through `current_stats()`, a per-request object
+in a ContextVar: the database layer counts queries, the cache says hit or miss. They mutate that
+object; they never set the ContextVar, so the value survives the task and greenlet hops they make.
+"""
+
+import logging
+from contextvars import ContextVar
+from dataclasses import dataclass
+from time import perf_counter
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+access_log = logging.getLogger("access")
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RequestStats:
+    """What one request spent outside the app's own code."""
+
+    db_queries: int = 0
+    db_seconds: float = 0.0
+    cache: str | None = None
+
+    def server_timing(self, app_seconds: float) -> str:
+        """The W3C Server-Timing header value: `app;dur=..`, then `db` and `cache` when used."""
+        metrics = [f"app;dur={app_seconds * 1000:.1f}"]
+        if self.db_queries:
+            plural = "query" if self.db_queries == 1 else "queries"
+            metrics.append(f'db;dur={self.db_seconds * 1000:.1f};desc="{self.db_queries} {plural}"')
+        if self.cache is not None:
+            metrics.append(f"cache;desc={self.cache}")
+        return ", ".join(metrics)
+
+
+_stats: ContextVar[RequestStats | None] = ContextVar("request_stats", default=None)
+
+
+def current_stats() -> RequestStats:
+    """The stats of the request being served (a throwaway object outside requests)."""
+    return _stats.get() or RequestStats()
+
+
+class TimingMiddleware:
+    """Pure ASGI: adds Server-Timing when the response starts, logs when it ends."""
+
+    def __init__(self, app: ASGIApp, *, access_log: bool, slow_request_ms: float) -> None:
+        self.app = app
+        self.access_log = access_log
+        self.slow_request_seconds = slow_request_ms / 1000
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = perf_counter()
+        stats = RequestStats()
+        status = 500
+        timing = ""
+
+        async def send_timed(message: Message) -> None:
+            nonlocal status, timing
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                timing = stats.server_timing(perf_counter() - started)
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (b"server-timing", timing.encode()),
+                ]
+            await send(message)
+
+        token = _stats.set(stats)
+        try:
+            await self.app(scope, receive, send_timed)
+        finally:
+            _stats.reset(token)
+            self._log(scope, status, perf_counter() - started, timing)
+
+    def _log(self, scope: Scope, status: int, seconds: float, timing: str) -> None:
+        fields = {
+            "method": scope["method"],
+            "path": scope["path"],
+            "status": status,
+            "duration_ms": round(seconds * 1000, 1),
+        }
+        if self.access_log:
+            access_log.info("%s %s %s", scope["method"], scope["path"], status, extra=fields)
+        if seconds >= self.slow_request_seconds:
+            log.warning("slow request", extra={**fields, "server_timing": timing})

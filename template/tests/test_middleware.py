@@ -1,0 +1,112 @@
+"""Request ids and Server-Timing: pure-ASGI middleware on every response, errors included."""
+
+import re
+
+import httpx2
+import pytest
+from fastapi import FastAPI
+
+from app.logs import RequestIdFilter
+from app.main import create_app
+from app.settings import Settings
+from app.timing import current_stats
+
+pytestmark = pytest.mark.anyio
+
+# W3C Server-Timing: metric *( OWS ";" OWS param ), params dur=<number> or desc=<token|quoted>.
+TCHAR = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+PARAM = rf"(dur=\d+(\.\d+)?|desc=({TCHAR}|\"[^\"\\]*\"))"
+METRIC = rf"{TCHAR}(\s*;\s*{PARAM})*"
+SERVER_TIMING = re.compile(rf"{METRIC}(\s*,\s*{METRIC})*")
+
+
+@pytest.fixture
+def app(app: FastAPI) -> FastAPI:
+    async def reports_lower_layers() -> dict[str, str]:
+        stats = current_stats()
+        stats.db_queries, stats.db_seconds, stats.cache = 2, 0.0042, "miss"
+        return {"ok": "yes"}
+
+    app.add_api_route("/_test/stats", reports_lower_layers)
+    return app
+
+
+async def test_a_valid_inbound_request_id_is_echoed(client: httpx2.AsyncClient) -> None:
+    response = await client.get("/livez", headers={"X-Request-ID": "abc-123.X:9_z"})
+
+    assert response.headers["x-request-id"] == "abc-123.X:9_z"
+
+
+@pytest.mark.parametrize("bad", ["has space", "x" * 129, 'quote"d', "semi;colon", ""])
+async def test_an_invalid_request_id_is_replaced_not_echoed(
+    client: httpx2.AsyncClient, bad: str
+) -> None:
+    response = await client.get("/livez", headers={"X-Request-ID": bad})
+
+    assert response.headers["x-request-id"] != bad
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
+
+
+async def test_every_request_gets_a_fresh_id(client: httpx2.AsyncClient) -> None:
+    first = await client.get("/livez")
+    second = await client.get("/livez")
+
+    assert first.headers["x-request-id"] != second.headers["x-request-id"]
+
+
+async def test_server_timing_has_app_duration_and_follows_the_grammar(
+    client: httpx2.AsyncClient,
+) -> None:
+    header = (await client.get("/livez")).headers["server-timing"]
+
+    assert SERVER_TIMING.fullmatch(header), header
+    assert re.fullmatch(r"app;dur=\d+\.\d", header)
+
+
+async def test_lower_layers_report_db_and_cache_through_the_stats_seam(
+    client: httpx2.AsyncClient,
+) -> None:
+    header = (await client.get("/_test/stats")).headers["server-timing"]
+
+    assert SERVER_TIMING.fullmatch(header), header
+    metrics = [metric.strip() for metric in header.split(",")]
+    assert metrics[0].startswith("app;dur=")
+    assert metrics[1] == 'db;dur=4.2;desc="2 queries"'
+    assert metrics[2] == "cache;desc=miss"
+
+
+async def test_error_responses_carry_the_headers_too(client: httpx2.AsyncClient) -> None:
+    response = await client.get("/no-such-route", headers={"X-Request-ID": "trace-me"})
+
+    assert response.status_code == 404
+    assert response.headers["x-request-id"] == "trace-me"
+    assert SERVER_TIMING.fullmatch(response.headers["server-timing"])
+
+
+async def test_access_line_goes_to_the_access_logger_with_the_request_id(
+    client: httpx2.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="access")
+    caplog.handler.addFilter(RequestIdFilter())
+    await client.get("/livez", headers={"X-Request-ID": "log-me"})
+
+    [record] = [r for r in caplog.records if r.name == "access"]
+    assert record.getMessage() == "GET /livez 200"
+    assert record.__dict__["request_id"] == "log-me"
+    assert record.__dict__["status"] == 200
+    assert record.__dict__["duration_ms"] >= 0
+
+
+async def test_slow_requests_are_logged_with_their_timing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = create_app(Settings(environment="test", slow_request_ms=0, access_log=False))
+    transport = httpx2.ASGITransport(app=app)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://test") as client:
+        await client.get("/livez")
+
+    [record] = [r for r in caplog.records if r.getMessage() == "slow request"]
+    assert record.levelname == "WARNING"
+    assert record.__dict__["path"] == "/livez"
+    assert record.__dict__["server_timing"].startswith("app;dur=")
+    assert not [r for r in caplog.records if r.name == "access"]
