@@ -1,0 +1,1 @@
+"""The benchmark that backs the template's speed claims: `uv run python -m bench`."""

@@ -1,0 +1,157 @@
+"""Generated projects under test: rendered from this repo's working tree with its own CLI.
+
+Each one is then run exactly as its README says (`uv sync`, `uv run alembic upgrade head`,
+`uv run python -m app.seed`, `uv run serve`), so the benchmark measures what a user gets.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench._errors import BenchError
+
+REPO = Path(__file__).resolve().parents[1]
+ANSWERS_FILE = ".copier-answers.yml"
+COMMAND_TIMEOUT_SECONDS = 900
+
+# Answers that keep the measured path the database one, passed only when the question exists:
+# the cache-hit row and the queue worker are not what these rows compare.
+DATABASE_PATH_ANSWERS = {"cache": "none", "queue": "none"}
+
+# How the projects are served besides host, port and database: one worker, quiet.
+SERVE_SETTINGS = {
+    "WEB_CONCURRENCY": "1",
+    "ACCESS_LOG": "false",
+    "LOG_LEVEL": "warning",
+    # The pool is budget // workers: 20 connections, as the reference apps have.
+    "DB__CONNECTION_BUDGET": "20",
+    # No worker recycling. With one worker, a recycle (every ~10,000 requests by default) stalls
+    # all traffic while the new worker boots: measured here, p95 2.5 s in a 20 s run. It would land
+    # in some rounds and not others, and the reference apps have none.
+    "SERVER__MAX_REQUESTS": "0",
+}
+
+
+def template_questions(repo: Path = REPO) -> set[str]:
+    """The question names in copier.yml (top-level keys without a leading underscore)."""
+    config: dict[str, Any] = yaml.safe_load((repo / "copier.yml").read_text(encoding="utf-8"))
+    return {name for name in config if not name.startswith("_")}
+
+
+def answers_for(answers: Mapping[str, str], questions: set[str]) -> dict[str, str]:
+    """The -d answers for one project: what it asks for, plus the database-path ones that exist."""
+    missing = sorted(set(answers) - questions)
+    if missing:
+        raise BenchError(
+            f"copier.yml has no question {', '.join(missing)}: this template cannot render the"
+            " variant that needs it yet"
+        )
+    extra = {name: value for name, value in DATABASE_PATH_ANSWERS.items() if name in questions}
+    return {**extra, **answers}
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for commands run inside a project.
+
+    Without the runner's own VIRTUAL_ENV (`uv run` sets it to this repo's venv, and uv would warn
+    about it inside every project), and with the extra variables given.
+    """
+    env = {name: value for name, value in os.environ.items() if name != "VIRTUAL_ENV"}
+    env.update(extra or {})
+    return env
+
+
+def run(command: Sequence[str], cwd: Path, what: str, env: Mapping[str, str] | None = None) -> str:
+    """Run a command to completion; on failure, stop the benchmark with the command's output."""
+    try:
+        result = subprocess.run(
+            list(command),
+            cwd=cwd,
+            env=clean_env(env),
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as error:
+        raise BenchError(f"{what} took more than {COMMAND_TIMEOUT_SECONDS} s") from error
+    if result.returncode != 0:
+        output = (result.stdout + result.stderr)[-4000:]
+        raise BenchError(f"{what} failed ({result.returncode}) in {cwd}:\n{output}")
+    return result.stdout
+
+
+def render(uv: str, destination: Path, answers: Mapping[str, str], env: Mapping[str, str]) -> str:
+    """`fastapi-perf-template new DEST --defaults --template REPO -d ...`; returns the command.
+
+    No --vcs-ref: a repo without release tags renders its working tree, uncommitted edits
+    included, which is what a benchmark of this checkout has to measure.
+    """
+    command = [uv, "run", "fastapi-perf-template", "new", str(destination), "--defaults"]
+    command += ["--template", str(REPO), "--quiet"]
+    for name, value in answers.items():
+        command += ["-d", f"{name}={value}"]
+    run(command, REPO, f"rendering {destination.name}", env)
+    return " ".join(command)
+
+
+def stored_answers(project: Path) -> dict[str, Any]:
+    """The answers the project was rendered with, as Copier stored them."""
+    answers: dict[str, Any] = yaml.safe_load((project / ANSWERS_FILE).read_text(encoding="utf-8"))
+    return answers
+
+
+def ensure_orders_domain(project: Path) -> None:
+    """Stop with a clear message when the rendered project has nothing to benchmark yet."""
+    needed = [project / "app" / "orders", project / "alembic.ini", project / "app" / "seed.py"]
+    absent = [str(path.relative_to(project)) for path in needed if not path.exists()]
+    if absent:
+        raise BenchError(
+            f"the rendered project has no {', '.join(absent)}: this template does not generate"
+            " the orders example domain (GET /orders/{id}, migrations, seed) yet"
+        )
+
+
+def interpreter(project: Path) -> Path:
+    """The base interpreter under the project's venv (after `uv sync`), for the reference apps.
+
+    By path, not by version number: uv may not find a "3.13" on its own where the project's
+    interpreter came from a version manager, and the same build is the fairer comparison anyway.
+    """
+    python = project / ".venv" / "bin" / "python"
+    if not python.exists():
+        raise BenchError(f"{project.name} has no .venv/bin/python after uv sync")
+    return python.resolve()
+
+
+def python_version(python: Path) -> str:
+    """The full version of an interpreter, e.g. 3.13.0."""
+    code = "import platform; print(platform.python_version())"
+    return run([str(python), "-c", code], REPO, "python version").strip()
+
+
+def sync(uv: str, project: Path) -> None:
+    run([uv, "sync", "--quiet"], project, f"uv sync in {project.name}")
+
+
+def migrate_and_seed(
+    uv: str, project: Path, database_url: str, *, orders: int, items_per_order: int
+) -> None:
+    """Create the schema and the deterministic data every variant reads."""
+    env = {"DATABASE_URL": database_url}
+    run([uv, "run", "alembic", "upgrade", "head"], project, "alembic upgrade head", env)
+    seed = ["--orders", str(orders), "--items-per-order", str(items_per_order)]
+    run([uv, "run", "python", "-m", "app.seed", *seed], project, "app.seed", env)
+
+
+def serve_env(port: int, database_url: str) -> dict[str, str]:
+    """The environment of `uv run serve`: SERVE_SETTINGS, on a loopback port, this database."""
+    return clean_env(
+        {"HOST": "127.0.0.1", "PORT": str(port), "DATABASE_URL": database_url, **SERVE_SETTINGS}
+    )

@@ -1,0 +1,264 @@
+"""Turn the rounds into the results table: medians per variant, ratios, and the run's setup."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from statistics import median
+
+from bench._wrk import LoadResult
+
+NOISE_PERCENT = 10
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the table: a short name for --only, its row label, and what it runs."""
+
+    name: str
+    label: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One variant under load for one round, with the CPU each side used meanwhile."""
+
+    variant: str
+    round: int
+    load: LoadResult
+    app_cpu_seconds: float
+    db_cpu_seconds: float
+    # Every CPU of the machine, whoever used it: what is left after app, database and wrk is
+    # other work on the machine, which took CPU from this round.
+    machine_cpu_seconds: float
+    # Wall time between the CPU readings around the load: a little more than wrk's own duration.
+    window_seconds: float
+
+    @property
+    def other_cpu_seconds(self) -> float:
+        ours = self.app_cpu_seconds + self.db_cpu_seconds + self.load.wrk_cpu_seconds
+        return max(0.0, self.machine_cpu_seconds - ours)
+
+    def per_request_ms(self, seconds: float) -> float:
+        return seconds * 1000 / self.load.requests if self.load.requests else float("nan")
+
+    @property
+    def app_ms(self) -> float:
+        return self.per_request_ms(self.app_cpu_seconds)
+
+    @property
+    def db_ms(self) -> float:
+        return self.per_request_ms(self.db_cpu_seconds)
+
+    @property
+    def wrk_ms(self) -> float:
+        return self.per_request_ms(self.load.wrk_cpu_seconds)
+
+    def cores(self, seconds: float) -> float:
+        """CPU seconds spent per second of load: 1.0 is one core kept busy."""
+        return seconds / self.load.seconds if self.load.seconds else float("nan")
+
+
+@dataclass(frozen=True)
+class Row:
+    """Medians over the rounds of one variant."""
+
+    variant: Variant
+    queries: int
+    rps: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    app_ms: float
+    db_ms: float
+    wrk_ms: float
+    app_cores: float
+    db_cores: float
+    wrk_cores: float
+    other_cores: float
+    errors: int
+    rounds_rps: list[float]
+
+
+def summarize(
+    variants: Sequence[Variant], queries: dict[str, int], measurements: Sequence[Measurement]
+) -> list[Row]:
+    rows = []
+    for variant in variants:
+        mine = sorted((m for m in measurements if m.variant == variant.name), key=lambda m: m.round)
+        if not mine:
+            continue
+
+        def mid(value: Callable[[Measurement], float], runs: list[Measurement] = mine) -> float:
+            return median(value(m) for m in runs)
+
+        rows.append(
+            Row(
+                variant=variant,
+                queries=queries[variant.name],
+                rps=mid(lambda m: m.load.rps),
+                p50_ms=mid(lambda m: m.load.p50_ms),
+                p95_ms=mid(lambda m: m.load.p95_ms),
+                p99_ms=mid(lambda m: m.load.p99_ms),
+                app_ms=mid(lambda m: m.app_ms),
+                db_ms=mid(lambda m: m.db_ms),
+                wrk_ms=mid(lambda m: m.wrk_ms),
+                app_cores=mid(lambda m: m.cores(m.app_cpu_seconds)),
+                db_cores=mid(lambda m: m.cores(m.db_cpu_seconds)),
+                wrk_cores=mid(lambda m: m.cores(m.load.wrk_cpu_seconds)),
+                other_cores=mid(lambda m: m.cores(m.other_cpu_seconds)),
+                errors=sum(m.load.error_count for m in mine),
+                rounds_rps=[m.load.rps for m in mine],
+            )
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything about the run the reader needs to reproduce or discount it."""
+
+    date: str
+    command: str
+    cpus: int
+    cpu_model: str
+    wrk: str
+    rounds: int
+    duration: int
+    warmup: int
+    connections: int
+    orders: int
+    items_per_order: int
+    python: str
+    postgres: str
+    template: str
+    load_average: float
+    serve_settings: str
+
+
+def _ratio(value: float, base: float | None) -> str:
+    return f"{value / base:.2f}" if base else "-"
+
+
+def _ms(value: float) -> str:
+    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def _table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(line) + " |" for line in lines]
+    return out
+
+
+def markdown(rows: Sequence[Row], setup: Setup) -> str:
+    by_name = {row.variant.name: row for row in rows}
+    naive = by_name["naive"].rps if "naive" in by_name else None
+    limit = by_name["limit"].rps if "limit" in by_name else None
+    main = _table(
+        [
+            "variant",
+            "RPS",
+            "p50 ms",
+            "p95 ms",
+            "p99 ms",
+            "queries/req",
+            "app CPU ms/req",
+            "db CPU ms/req",
+            "wrk CPU ms/req",
+            "x naive",
+            "x limit",
+            "errors",
+        ],
+        [
+            [
+                row.variant.label,
+                f"{row.rps:,.0f}",
+                _ms(row.p50_ms),
+                _ms(row.p95_ms),
+                _ms(row.p99_ms),
+                str(row.queries),
+                f"{row.app_ms:.2f}",
+                f"{row.db_ms:.2f}",
+                f"{row.wrk_ms:.2f}",
+                _ratio(row.rps, naive),
+                _ratio(row.rps, limit),
+                str(row.errors),
+            ]
+            for row in rows
+        ],
+    )
+    cpu = _table(
+        ["variant", "app", "PostgreSQL", "wrk", "other processes", "machine", "of CPUs"],
+        [
+            [
+                row.variant.label,
+                f"{row.app_cores:.2f}",
+                f"{row.db_cores:.2f}",
+                f"{row.wrk_cores:.2f}",
+                f"{row.other_cores:.2f}",
+                f"{row.app_cores + row.db_cores + row.wrk_cores + row.other_cores:.2f}",
+                str(setup.cpus),
+            ]
+            for row in rows
+        ],
+    )
+    per_round = _table(
+        ["variant", *(f"round {n}" for n in range(1, setup.rounds + 1))],
+        [[row.variant.label, *(f"{rps:,.0f}" for rps in row.rounds_rps)] for row in rows],
+    )
+    lines = [
+        "# Benchmark: GET /orders/{id}",
+        "",
+        f"Measured {setup.date} on {setup.cpus} CPUs ({setup.cpu_model}) by:",
+        "",
+        f"    {setup.command}",
+        "",
+        *main,
+        "",
+        f"Medians over {setup.rounds} round(s) of {setup.duration} s per variant. App, PostgreSQL"
+        " and wrk share the same CPUs, so the numbers are relative, not capacity figures:"
+        f" differences under about {NOISE_PERCENT}% are noise. `x naive` and `x limit` divide a"
+        " row's RPS by the naive and the limit rows'. `errors` counts socket errors and non-2xx"
+        " answers over all rounds.",
+        "",
+        "## What limited each variant",
+        "",
+        "CPU seconds used per second of load (1.00 = one core busy), medians over the rounds."
+        " Each app is one process: near 1.00 in the `app` column, the app's own CPU is the"
+        " limit, and `1000 / app CPU ms/req` is its RPS ceiling. When `machine` is near the CPU"
+        " count instead, the machine is full: app, PostgreSQL and wrk compete for it, and"
+        " `other processes` (anything outside the benchmark) took its share from them.",
+        "",
+        *cpu,
+        "",
+        "## RPS per round",
+        "",
+        "The spread between rounds is the noise of this machine.",
+        "",
+        *per_round,
+        "",
+        "## Variants",
+        "",
+        *(f"- {row.variant.label}: {row.variant.description}" for row in rows),
+        "",
+        "## Setup",
+        "",
+        f"- Data: {setup.orders} orders x {setup.items_per_order} items, written by the default"
+        " project's `app.seed`; every request asks for a random order id in"
+        f" 1..{setup.orders} (same id sequence for every variant).",
+        f"- Load: `{setup.wrk}` with bench/orders.lua, {setup.connections} connections. The"
+        " variants alternate within each round, starting one later each round; each one was"
+        f" warmed up for {setup.warmup} s before its first round.",
+        "- Apps: one server process each, 20 database connections each, all running during the"
+        f" whole benchmark on Python {setup.python}. The projects run `uv run serve` with"
+        f" {setup.serve_settings}. CPU is read from /proc for each app's"
+        " process tree and for all processes of the PostgreSQL cluster, before and after each"
+        " round, and divided by the requests wrk completed.",
+        f"- PostgreSQL {setup.postgres}, throwaway cluster on loopback.",
+        f"- Template: {setup.template}.",
+        f"- Load average when the run started: {setup.load_average:.2f} (anything else running"
+        " on the machine takes CPU from the apps and skews every row).",
+        "",
+    ]
+    return "\n".join(lines)

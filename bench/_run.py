@@ -1,0 +1,339 @@
+"""The benchmark from start to end: database, projects, apps, checks, alternating rounds, report."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from bench import _projects, _reference, _wrk
+from bench._check import check_documents
+from bench._errors import BenchError
+from bench._procs import free_port, listening_pid, machine_busy_seconds, tree_cpu_seconds
+from bench._report import Measurement, Setup, Variant, markdown, summarize
+from bench._servers import Server, start
+from tests.services import ServiceError, postgres
+
+BENCH = Path(__file__).resolve().parent
+RESULTS = BENCH / "results"
+POOL_SIZE = 20
+
+# Table order: the baseline, what the template generates, the ceiling.
+VARIANT_NAMES = ("naive", "default", "asyncpg", "limit")
+PROJECT_ANSWERS = {"default": {}, "asyncpg": {"db_driver": "asyncpg"}}
+
+
+@dataclass(frozen=True)
+class Options:
+    rounds: int
+    duration: int
+    warmup: int
+    connections: int
+    orders: int
+    items_per_order: int
+    keep: bool
+    only: tuple[str, ...]
+    output: Path
+    command: str
+
+
+def say(message: str) -> None:
+    """Progress on stderr, so stdout carries only the results table."""
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def uv_binary() -> str:
+    """The uv next to this interpreter (the repo's locked one), else the first on PATH.
+
+    Not a pyenv shim by name: a shim can resolve to another interpreter inside a project whose
+    .python-version differs.
+    """
+    beside = Path(sys.executable).with_name("uv")
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("uv")
+    if found is None:
+        raise BenchError("uv is not installed")
+    return found
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def template_version() -> str:
+    """The commit rendered, marked when the working tree has uncommitted edits."""
+    result = subprocess.run(
+        ["git", "describe", "--always", "--tags", "--dirty= with uncommitted changes"],
+        cwd=_projects.REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.stdout.strip() or "unknown (not a git checkout)"
+
+
+def rotated(items: Sequence[Server], offset: int) -> list[Server]:
+    """The apps in order, starting `offset` later: no app always runs right after another."""
+    offset %= len(items)
+    return [*items[offset:], *items[:offset]]
+
+
+def run(options: Options) -> str:
+    """Run the whole benchmark; return the results as markdown (also written to options.output)."""
+    _wrk.wrk_binary()
+    uv = uv_binary()
+    # Read before this run adds its own load: anything else busy on the machine skews every row.
+    load_average = os.getloadavg()[0]
+    workdir = Path(tempfile.mkdtemp(prefix="fastapi-perf-bench-"))
+    try:
+        projects = prepare_projects(uv, workdir, options.only)
+        interpreter = _projects.interpreter(projects["default"])
+        python_version = _projects.python_version(interpreter)
+        say(f"reference apps' venv (Python {python_version}, bench/requirements.txt)")
+        python = _reference.build_venv(uv, workdir / "reference-venv", interpreter)
+        with ExitStack() as stack:
+            say("starting PostgreSQL")
+            url, postmaster = start_database(stack, python, len(options.only))
+            say(f"migrating and seeding: {options.orders} orders x {options.items_per_order} items")
+            _projects.migrate_and_seed(
+                uv,
+                projects["default"],
+                url,
+                orders=options.orders,
+                items_per_order=options.items_per_order,
+            )
+            # Fresh statistics and no pending autovacuum: the rounds then measure requests only.
+            _reference.execute_sql(python, url, "VACUUM ANALYZE")
+            postgres_version = _reference.fetch_sql(python, url, "SHOW server_version")
+            variants, servers = start_apps(stack, uv, python, projects, url, workdir, options.only)
+            say("checking that every app serves the same documents")
+            queries = check(servers, projects, options)
+            measurements = measure(servers, postmaster, options)
+    finally:
+        if options.keep:
+            say(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    setup = Setup(
+        date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        command=options.command,
+        cpus=len(os.sched_getaffinity(0)),
+        cpu_model=cpu_model(),
+        wrk=_wrk.settings(options.connections).replace("<duration>", str(options.duration)),
+        rounds=options.rounds,
+        duration=options.duration,
+        warmup=options.warmup,
+        connections=options.connections,
+        orders=options.orders,
+        items_per_order=options.items_per_order,
+        python=python_version,
+        postgres=postgres_version,
+        template=template_version(),
+        load_average=load_average,
+        serve_settings=" ".join(f"{k}={v}" for k, v in _projects.SERVE_SETTINGS.items()),
+    )
+    text = markdown(summarize(variants, queries, measurements), setup)
+    options.output.parent.mkdir(parents=True, exist_ok=True)
+    options.output.write_text(text)
+    raw = options.output.with_suffix(".json")
+    rounds = [asdict(m) for m in measurements]
+    raw.write_text(json.dumps({"setup": asdict(setup), "queries": queries, "rounds": rounds}))
+    say(f"wrote {options.output} (raw rounds: {raw})")
+    return text
+
+
+def prepare_projects(uv: str, workdir: Path, only: Sequence[str]) -> dict[str, Path]:
+    """Render and `uv sync` the projects in `only`, and always the default one.
+
+    The default project is needed even when it is not measured: its migrations and seed make the
+    data every variant reads.
+    """
+    questions = _projects.template_questions()
+    # The Copier settings of whoever runs this must not change the answers.
+    settings = workdir / "copier-settings.yml"
+    settings.write_text("{}\n")
+    render_env = {"COPIER_SETTINGS_PATH": str(settings)}
+    projects: dict[str, Path] = {}
+    for name, wanted in PROJECT_ANSWERS.items():
+        if name != "default" and name not in only:
+            continue
+        answers = _projects.answers_for(wanted, questions)
+        project = workdir / name
+        given = " ".join(f"-d {key}={value}" for key, value in answers.items())
+        say(f"rendering the {name} project: --defaults {given}".rstrip())
+        _projects.render(uv, project, answers, render_env)
+        _projects.ensure_orders_domain(project)
+        say(f"uv sync in {name}")
+        _projects.sync(uv, project)
+        projects[name] = project
+    return projects
+
+
+def start_database(stack: ExitStack, python: Path, apps: int) -> tuple[str, int]:
+    """A throwaway PostgreSQL, stopped with `stack`; its plain URL and its postmaster's pid."""
+    try:
+        database = stack.enter_context(postgres())
+    except ServiceError as error:
+        raise BenchError(f"cannot start PostgreSQL: {error}") from error
+    # A plain postgresql:// URL: the projects accept it for every PostgreSQL driver.
+    url = database.url_for()
+    if not url.startswith("postgresql://"):
+        raise BenchError(f"expected a postgresql:// URL from tests.services, got {url!r}")
+    port = urlsplit(url).port
+    postmaster = listening_pid(port) if port else None
+    if postmaster is None:
+        raise BenchError(f"cannot find the PostgreSQL process listening on {url}")
+    needed = POOL_SIZE * apps + 10
+    max_connections = int(_reference.fetch_sql(python, url, "SHOW max_connections"))
+    if max_connections < needed:
+        raise BenchError(
+            f"PostgreSQL allows {max_connections} connections; {apps} apps with pools of"
+            f" {POOL_SIZE} need {needed}"
+        )
+    return url, postmaster
+
+
+def start_apps(
+    stack: ExitStack,
+    uv: str,
+    python: Path,
+    projects: Mapping[str, Path],
+    url: str,
+    workdir: Path,
+    only: Sequence[str],
+) -> tuple[list[Variant], list[Server]]:
+    """Start every app in `only` (stopped with `stack`) and wait until each one answers."""
+    variants: list[Variant] = []
+    servers: list[Server] = []
+    for name in VARIANT_NAMES:
+        if name not in only:
+            continue
+        port = free_port()
+        if name in projects:
+            command = [uv, "run", "serve"]
+            env = _projects.serve_env(port, url)
+            cwd = projects[name]
+            variants.append(project_variant(name, _projects.stored_answers(cwd)))
+        else:
+            command = _reference.uvicorn_command(python, f"{name}_app", port)
+            env = _projects.clean_env({"DATABASE_URL": url})
+            cwd = BENCH
+            variants.append(REFERENCE_VARIANTS[name])
+        say(f"starting {name} on port {port}")
+        server = start(name, command, cwd=cwd, env=env, port=port, log=workdir / f"{name}.log")
+        stack.callback(server.stop)
+        servers.append(server)
+    for server in servers:
+        server.wait_ready("/orders/1")
+    return variants, servers
+
+
+def check(
+    servers: Sequence[Server], projects: Mapping[str, Path], options: Options
+) -> dict[str, int]:
+    """Same documents everywhere, and the one query per request the template promises."""
+    ids = sorted({1, 2, max(1, options.orders // 2), options.orders})
+    queries = check_documents(
+        servers, ids=ids, missing_id=options.orders + 1, items_per_order=options.items_per_order
+    )
+    for name in projects:
+        if name in queries and queries[name] != 1:
+            raise BenchError(
+                f"the {name} project reports {queries[name]} queries for GET /orders/{{id}};"
+                " the template promises 1"
+            )
+    return queries
+
+
+def measure(servers: Sequence[Server], postmaster: int, options: Options) -> list[Measurement]:
+    """Warm every app up, then the rounds: each app loaded in turn, CPU read around each load."""
+    for server in servers:
+        say(f"warming up {server.name} ({options.warmup} s)")
+        _wrk.load(
+            server.base_url,
+            duration=options.warmup,
+            connections=options.connections,
+            max_id=options.orders,
+            seed=0,
+        )
+    measurements = []
+    for round_number in range(1, options.rounds + 1):
+        for server in rotated(servers, round_number - 1):
+            app_before = server.cpu_seconds()
+            db_before = tree_cpu_seconds(postmaster)
+            machine_before = machine_busy_seconds()
+            started = time.monotonic()
+            result = _wrk.load(
+                server.base_url,
+                duration=options.duration,
+                connections=options.connections,
+                max_id=options.orders,
+                # The same ids for every app within a round, other ids the next round.
+                seed=round_number,
+            )
+            measurement = Measurement(
+                variant=server.name,
+                round=round_number,
+                load=result,
+                app_cpu_seconds=server.cpu_seconds() - app_before,
+                db_cpu_seconds=tree_cpu_seconds(postmaster) - db_before,
+                machine_cpu_seconds=machine_busy_seconds() - machine_before,
+                window_seconds=time.monotonic() - started,
+            )
+            measurements.append(measurement)
+            say(
+                f"round {round_number}/{options.rounds} {server.name}: {result.rps:,.0f} RPS,"
+                f" p99 {result.p99_ms:.1f} ms, app {measurement.app_ms:.2f} ms/req,"
+                f" db {measurement.db_ms:.2f} ms/req, errors {result.error_count}"
+            )
+    return measurements
+
+
+REFERENCE_VARIANTS = {
+    "naive": Variant(
+        "naive",
+        "naive: N+1, model_validate, std json",
+        "bench/naive_app.py: FastAPI + SQLAlchemy async ORM; the order, its customer, the item"
+        " ids, then one query per item; pydantic model_validate(from_attributes=True), then"
+        " JSONResponse (std json).",
+    ),
+    "limit": Variant(
+        "limit",
+        "limit: bare ASGI + asyncpg, PostgreSQL-built JSON",
+        "bench/limit_app.py: no framework; one query in which PostgreSQL builds the document,"
+        " passed through as bytes.",
+    ),
+}
+
+
+def project_variant(name: str, answers: Mapping[str, object]) -> Variant:
+    """A generated project's row, labelled with the answers that shape its hot path."""
+    shape = [str(answers[key]) for key in ("db_driver", "json_encoder", "server") if key in answers]
+    label = "template defaults" if name == "default" else "template"
+    command = "fastapi-perf-template new --defaults"
+    if name != "default":
+        command += f" -d db_driver={answers.get('db_driver', name)}"
+    return Variant(
+        name,
+        f"{label}: {', '.join(shape)}",
+        f"a project rendered from this checkout with `{command}`, served by `uv run serve` with"
+        " one worker.",
+    )
