@@ -10,6 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
+# Throwaway PostgreSQL, MariaDB and Redis servers on loopback, started when a test asks.
+pytest_plugins = ["tests.services"]
+
 REPO = Path(__file__).resolve().parents[1]
 # The uv locked in this repo's dev group, by absolute path: a pyenv shim named `uv` would resolve
 # to another interpreter inside a generated project whose .python-version differs.
@@ -27,9 +30,13 @@ Render = Callable[..., Path]
 
 
 def questions() -> dict[str, Any]:
-    """The questions of copier.yml (settings start with an underscore)."""
+    """The questions of copier.yml: not its settings (leading underscore), not computed values."""
     config: dict[str, Any] = yaml.safe_load((REPO / "copier.yml").read_text())
-    return {name: spec for name, spec in config.items() if not name.startswith("_")}
+    return {
+        name: spec
+        for name, spec in config.items()
+        if not name.startswith("_") and spec.get("when") is not False
+    }
 
 
 def choice_values(question: str) -> list[str]:

@@ -6,10 +6,12 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
 import pytest
+import yaml
 
 from tests.conftest import UV, Render, choice_values, run
 
@@ -17,43 +19,75 @@ pytestmark = pytest.mark.slow
 
 START_TIMEOUT_SECONDS = 60
 SERVERS = choice_values("server")
+POSTGRES_DRIVERS = {"sqlalchemy-asyncpg", "asyncpg", "sqlalchemy-psycopg"}
 
-# Every server x json_encoder pair on the default Python, and every Python on the defaults: the
-# answers that change code. Each rendering runs its whole toolchain and its own suite, which
-# starts its real server process.
-COMBINATIONS = [
-    {"server": server, "json_encoder": encoder}
-    for server in SERVERS
-    for encoder in choice_values("json_encoder")
-] + [{"python_version": version} for version in choice_values("python_version")[1:]]
+# The answers that change code, each rendering running its whole toolchain and its own suite
+# (which starts its real server process) against the real database it uses:
+# - every database driver, with the default server and encoder;
+# - every server x json_encoder pair, on SQLite (the encoder changes the orders routes);
+# - every other Python version, on the defaults.
+COMBINATIONS = (
+    [{"db_driver": driver} for driver in choice_values("db_driver")]
+    + [
+        {"server": server, "json_encoder": encoder, "db_driver": "sqlalchemy-aiosqlite"}
+        for server in SERVERS
+        for encoder in choice_values("json_encoder")
+    ]
+    + [{"python_version": version} for version in choice_values("python_version")[1:]]
+)
 
 Synced = Callable[[Path], Path]
 
 
+@dataclass(frozen=True)
+class Project:
+    path: Path
+    env: dict[str, str]
+
+
+def services_env(request: pytest.FixtureRequest, project: Path) -> dict[str, str]:
+    """DATABASE_URL and REDIS_URL of real, throwaway servers, for projects that use them."""
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    driver = answers["db_driver"]
+    env = {}
+    if driver in POSTGRES_DRIVERS:
+        env["DATABASE_URL"] = request.getfixturevalue("postgres_server").url_for()
+    elif driver == "sqlalchemy-asyncmy":
+        env["DATABASE_URL"] = request.getfixturevalue("mariadb_server").url_for()
+    if driver != "none" and (
+        answers.get("cache") == "redis" or answers.get("queue", "none") != "none"
+    ):
+        env["REDIS_URL"] = request.getfixturevalue("redis_server").url
+    return env
+
+
 @pytest.fixture(params=COMBINATIONS, ids=lambda answers: "-".join(answers.values()))
-def project(request: pytest.FixtureRequest, render: Render, synced: Synced) -> Path:
-    return synced(render(**request.param))
+def project(request: pytest.FixtureRequest, render: Render, synced: Synced) -> Project:
+    path = synced(render(**request.param))
+    return Project(path, services_env(request, path))
 
 
-def test_ruff_finds_nothing_to_fix(project: Path) -> None:
-    run([UV, "run", "ruff", "check", "--no-fix"], project)
-    run([UV, "run", "ruff", "format", "--check"], project)
+def test_ruff_finds_nothing_to_fix(project: Project) -> None:
+    run([UV, "run", "ruff", "check", "--no-fix"], project.path)
+    run([UV, "run", "ruff", "format", "--check"], project.path)
 
 
-def test_mypy_strict_passes(project: Path) -> None:
-    run([UV, "run", "mypy", "--strict"], project)
+def test_mypy_strict_passes(project: Project) -> None:
+    run([UV, "run", "mypy", "--strict"], project.path)
 
 
-def test_the_projects_own_suite_passes(project: Path) -> None:
-    result = run([UV, "run", "pytest", "-q", "-p", "no:cacheprovider"], project)
+def test_the_projects_own_suite_passes(project: Project) -> None:
+    result = run(
+        [UV, "run", "pytest", "-q", "-p", "no:cacheprovider"], project.path, env=project.env
+    )
 
     assert " passed" in result.stdout
     assert " skipped" not in result.stdout
 
 
-def test_the_project_runs_on_its_python_version(project: Path) -> None:
-    version = (project / ".python-version").read_text().strip()
-    result = run([UV, "run", "python", "-c", "import sys; print(sys.version)"], project)
+def test_the_project_runs_on_its_python_version(project: Project) -> None:
+    version = (project.path / ".python-version").read_text().strip()
+    result = run([UV, "run", "python", "-c", "import sys; print(sys.version)"], project.path)
 
     assert result.stdout.startswith(version + ".")
 
@@ -70,7 +104,8 @@ def test_uv_run_serve_answers_livez(
     render: Render, synced: Synced, tmp_path: Path, server: str
 ) -> None:
     """The README's promise, literally: `uv run serve`, then GET /livez is 200, with headers."""
-    project = synced(render(server=server, json_encoder="orjson"))
+    # The same renderings as the matrix above, so nothing extra is synced.
+    project = synced(render(server=server, json_encoder="orjson", db_driver="sqlalchemy-aiosqlite"))
     port = free_port()
     env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port)}
     log_path = tmp_path / "serve.log"

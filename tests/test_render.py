@@ -165,3 +165,51 @@ def test_only_the_chosen_json_encoder_is_a_dependency(render: Render, encoder: s
         assert "ORJSONResponse" not in text
         assert "UJSONResponse" not in text
         assert "default_response_class" not in text
+
+
+@pytest.mark.parametrize("driver", choice_values("db_driver"))
+def test_the_database_files_come_and_go_with_db_driver(render: Render, driver: str) -> None:
+    project = render(db_driver=driver)
+    database_files = [
+        "alembic.ini",
+        "migrations/env.py",
+        "app/db.py",
+        "app/seed.py",
+        "app/orders/router.py",
+        "tests/db/fixtures.py",
+    ]
+
+    present = {name for name in database_files if (project / name).is_file()}
+
+    assert present == (set() if driver == "none" else set(database_files))
+    assert ("sqlalchemy" in dependency_names(project)) == (driver != "none")
+    compose = (project / "compose.yaml").read_text()
+    assert ("\n  db:\n" in compose) == (driver not in {"none", "sqlalchemy-aiosqlite"})
+
+
+def test_raw_asyncpg_runs_no_orm_on_requests(render: Render) -> None:
+    project = render(db_driver="asyncpg")
+
+    for module in ["app/db.py", "app/orders/service.py", "app/orders/router.py"]:
+        assert "sqlalchemy" not in (project / module).read_text(), module
+    # SQLAlchemy stays for what runs outside requests: migrations and the seed.
+    assert "sqlalchemy" in (project / "migrations/env.py").read_text()
+
+
+@pytest.mark.parametrize("cache", choice_values("cache"))
+def test_only_the_chosen_cache_is_wired(render: Render, cache: str) -> None:
+    app = render(cache=cache) / "app"
+
+    assert (app / "cache.py").is_file() == (cache != "none")
+    assert (app / "redis_cache.py").is_file() == (cache == "redis")
+    assert (app / "breaker.py").is_file() == (cache == "redis")
+    assert (app / "memory_cache.py").is_file() == (cache == "memory")
+
+
+def test_a_cache_answer_without_a_database_wires_nothing(render: Render) -> None:
+    # Copier still passes an answer given with -d for a question its `when` skips.
+    project = render(db_driver="none", cache="redis")
+
+    assert not (project / "app" / "cache.py").exists()
+    assert "redis" not in dependency_names(project)
+    assert "REDIS_URL" not in (project / "README.md").read_text()

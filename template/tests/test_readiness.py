@@ -23,11 +23,13 @@ async def hangs() -> None:
     await asyncio.sleep(3600)
 
 
-async def test_no_dependencies_means_ready(client: httpx2.AsyncClient) -> None:
+async def test_ready_when_every_registered_dependency_answers(client: httpx2.AsyncClient) -> None:
     response = await client.get("/readyz")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "checks": {}}
+    body = response.json()
+    assert body["status"] == "ready"
+    assert all(check["status"] == "ok" for check in body["checks"].values())
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """`serve` runs the real server process: probes, headers, worker count, graceful SIGTERM."""
 
+import contextlib
 import json
 import os
 import signal
@@ -40,10 +41,16 @@ class Server:
                 continue
         return lines
 
-    def wait_for_log(self, message: str, count: int = 1) -> list[dict[str, Any]]:
+    def wait_for_log(self, message: str, count: int = 1, **fields: Any) -> list[dict[str, Any]]:
+        """The log lines with this message (and these fields), once there are `count` of them."""
         deadline = time.monotonic() + TIMEOUT_SECONDS
         while time.monotonic() < deadline:
-            found = [line for line in self.log_lines() if line["message"] == message]
+            found = [
+                line
+                for line in self.log_lines()
+                if line["message"] == message
+                and all(line.get(key) == value for key, value in fields.items())
+            ]
             if len(found) >= count:
                 return found
             time.sleep(0.1)
@@ -75,8 +82,14 @@ def start_server(tmp_path: Path) -> Iterator[Any]:
         log_path = tmp_path / f"serve-{port}.log"
         # Output goes to a file: a pipe nobody reads would block the server once its buffer fills.
         with log_path.open("w") as log:
+            # A session of its own: teardown can then reach the workers, not only the master.
             process = subprocess.Popen(
-                [SERVE], env=serve_env(PORT=str(port), **env), stdout=log, stderr=log, text=True
+                [SERVE],
+                env=serve_env(PORT=str(port), **env),
+                stdout=log,
+                stderr=log,
+                text=True,
+                start_new_session=True,
             )
         server = Server(process, f"http://127.0.0.1:{port}", log_path)
         started.append(server)
@@ -94,9 +107,15 @@ def start_server(tmp_path: Path) -> Iterator[Any]:
 
     yield start
     for server in started:
+        # Graceful first, as in production; then nothing of the process group may survive
+        # (killing only the master would leave its workers running as orphans).
         if server.process.poll() is None:
-            server.process.kill()
-            server.process.wait()
+            server.process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                server.process.wait(timeout=TIMEOUT_SECONDS)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.process.pid, signal.SIGKILL)
+        server.process.wait()
 
 
 def test_serve_answers_livez_with_request_id_and_server_timing(start_server: Any) -> None:
@@ -108,9 +127,7 @@ def test_serve_answers_livez_with_request_id_and_server_timing(start_server: Any
     assert response.json() == {"status": "ok"}
     assert response.headers["x-request-id"] == "probe-1"
     assert response.headers["server-timing"].startswith("app;dur=")
-    [access] = [
-        line for line in server.wait_for_log("GET /livez 200") if line["request_id"] == "probe-1"
-    ]
+    [access] = server.wait_for_log("GET /livez 200", request_id="probe-1")
     assert access["logger"] == "access"
 
 

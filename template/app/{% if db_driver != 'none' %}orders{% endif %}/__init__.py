@@ -1,0 +1,1 @@
+"""The example domain: orders with their customer and items (router, schemas, service, models)."""
