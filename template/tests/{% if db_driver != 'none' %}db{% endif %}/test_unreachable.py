@@ -14,8 +14,9 @@ HANG_GUARD_SECONDS = 10
 
 
 @pytest.fixture
-def settings(unreachable_url: str) -> Settings:
-    return Settings(environment="test", database_url=SecretStr(unreachable_url), web_concurrency=1)
+def settings(settings: Settings, unreachable_url: str) -> Settings:
+    # From the test settings, so this test keeps its own cache namespace.
+    return settings.model_copy(update={"database_url": SecretStr(unreachable_url)})
 
 
 async def test_requests_get_a_503_with_retry_after(client: httpx2.AsyncClient) -> None:
