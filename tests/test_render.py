@@ -213,3 +213,15 @@ def test_a_cache_answer_without_a_database_wires_nothing(render: Render) -> None
     assert not (project / "app" / "cache.py").exists()
     assert "redis" not in dependency_names(project)
     assert "REDIS_URL" not in (project / "README.md").read_text()
+
+
+@pytest.mark.parametrize("driver", choice_values("db_driver"))
+@pytest.mark.parametrize("cache", choice_values("cache"))
+def test_compose_file_is_valid_yaml_with_the_app_environment(
+    render: Render, driver: str, cache: str
+) -> None:
+    compose = yaml.safe_load((render(db_driver=driver, cache=cache) / "compose.yaml").read_text())
+    environment = compose["services"]["app"]["environment"]
+
+    assert ("DATABASE_URL" in environment) == (driver != "none")
+    assert ("REDIS_URL" in environment) == (driver != "none" and cache == "redis")
