@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import quote, unquote, urlsplit
 
 import pytest
@@ -92,8 +93,8 @@ def _netloc(host: str, port: int) -> str:
 
 
 @dataclass(frozen=True)
-class Postgres:
-    """A PostgreSQL server and the password-authenticated role and database the app uses."""
+class _DatabaseServer:
+    """A database server and the password-authenticated user and database the app uses."""
 
     host: str
     port: int
@@ -101,32 +102,32 @@ class Postgres:
     password: str
     database: str
 
+    # Set by each kind: the URL scheme and what follows the database name.
+    SCHEME: ClassVar[str] = ""
+    QUERY: ClassVar[str] = ""
+
     def url_for(self, driver: str = "") -> str:
-        """`postgresql+<driver>://...` (asyncpg, psycopg), or plain `postgresql://...` for ""."""
-        scheme = f"postgresql+{driver}" if driver else "postgresql"
+        """`<scheme>+<driver>://...`, or the plain `<scheme>://...` for ""."""
+        scheme = f"{self.SCHEME}+{driver}" if driver else self.SCHEME
         return (
             f"{scheme}://{_userinfo(self.user, self.password)}@{_netloc(self.host, self.port)}"
-            f"/{quote(self.database, safe='')}"
+            f"/{quote(self.database, safe='')}{self.QUERY}"
         )
 
 
 @dataclass(frozen=True)
-class MariaDB:
-    """A MariaDB server and the password-authenticated user and utf8mb4 database the app uses."""
+class Postgres(_DatabaseServer):
+    """PostgreSQL; url_for("asyncpg" | "psycopg" | "")."""
 
-    host: str
-    port: int
-    user: str
-    password: str
-    database: str
+    SCHEME: ClassVar[str] = "postgresql"
 
-    def url_for(self, driver: str = "") -> str:
-        """`mysql+<driver>://...?charset=utf8mb4` (asyncmy), or plain `mysql://...` for ""."""
-        scheme = f"mysql+{driver}" if driver else "mysql"
-        return (
-            f"{scheme}://{_userinfo(self.user, self.password)}@{_netloc(self.host, self.port)}"
-            f"/{quote(self.database, safe='')}?charset=utf8mb4"
-        )
+
+@dataclass(frozen=True)
+class MariaDB(_DatabaseServer):
+    """MariaDB with a utf8mb4 database; url_for("asyncmy" | "")."""
+
+    SCHEME: ClassVar[str] = "mysql"
+    QUERY: ClassVar[str] = "?charset=utf8mb4"
 
 
 class ServerProcess:
