@@ -22,16 +22,34 @@ SERVERS = choice_values("server")
 POSTGRES_DRIVERS = {"sqlalchemy-asyncpg", "asyncpg", "sqlalchemy-psycopg"}
 
 # The answers that change code, each rendering running its whole toolchain and its own suite
-# (which starts its real server process) against the real database it uses:
-# - every database driver, with the default server and encoder;
-# - every server x json_encoder pair, on SQLite (the encoder changes the orders routes);
+# (which starts its real server process and, with a queue, real workers) against the real
+# database and Redis it uses:
+# - every database server driver, with the default server, encoder, cache and queue, except
+#   Celery on raw asyncpg and on MariaDB (each database family once with each worker);
+# - every server x json_encoder pair on SQLite, each with one of the cache x queue pairs, so all
+#   nine of those pairs run too (the encoder changes the orders routes; the pairs, the wiring);
 # - every other Python version, on the defaults.
+CELERY_DRIVERS = {"asyncpg", "sqlalchemy-asyncmy"}
+CACHE_QUEUE_PAIRS = [
+    {"cache": cache, "queue": queue}
+    for cache in choice_values("cache")
+    for queue in choice_values("queue")
+]
+SERVER_ENCODER_PAIRS = [
+    {"server": server, "json_encoder": encoder}
+    for server in SERVERS
+    for encoder in choice_values("json_encoder")
+]
 COMBINATIONS = (
-    [{"db_driver": driver} for driver in choice_values("db_driver")]
+    [
+        {"db_driver": driver, **({"queue": "celery"} if driver in CELERY_DRIVERS else {})}
+        for driver in choice_values("db_driver")
+        # SQLite runs nine times below, its defaults first.
+        if driver != "sqlalchemy-aiosqlite"
+    ]
     + [
-        {"server": server, "json_encoder": encoder, "db_driver": "sqlalchemy-aiosqlite"}
-        for server in SERVERS
-        for encoder in choice_values("json_encoder")
+        {**server_encoder, "db_driver": "sqlalchemy-aiosqlite", **cache_queue}
+        for server_encoder, cache_queue in zip(SERVER_ENCODER_PAIRS, CACHE_QUEUE_PAIRS, strict=True)
     ]
     + [{"python_version": version} for version in choice_values("python_version")[1:]]
 )
@@ -105,7 +123,12 @@ def test_uv_run_serve_answers_livez(
 ) -> None:
     """The README's promise, literally: `uv run serve`, then GET /livez is 200, with headers."""
     # The same renderings as the matrix above, so nothing extra is synced.
-    project = synced(render(server=server, json_encoder="orjson", db_driver="sqlalchemy-aiosqlite"))
+    answers = next(
+        combination
+        for combination in COMBINATIONS
+        if combination.get("server") == server and combination.get("json_encoder") == "orjson"
+    )
+    project = synced(render(**answers))
     port = free_port()
     env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port)}
     log_path = tmp_path / "serve.log"

@@ -215,13 +215,44 @@ def test_a_cache_answer_without_a_database_wires_nothing(render: Render) -> None
     assert "REDIS_URL" not in (project / "README.md").read_text()
 
 
-@pytest.mark.parametrize("driver", choice_values("db_driver"))
-@pytest.mark.parametrize("cache", choice_values("cache"))
-def test_compose_file_is_valid_yaml_with_the_app_environment(
-    render: Render, driver: str, cache: str
-) -> None:
-    compose = yaml.safe_load((render(db_driver=driver, cache=cache) / "compose.yaml").read_text())
-    environment = compose["services"]["app"]["environment"]
+@pytest.mark.parametrize("queue", choice_values("queue"))
+def test_only_the_chosen_queue_is_wired(render: Render, queue: str) -> None:
+    project = render(queue=queue)
+    app = project / "app"
+    scripts = tomllib.loads((project / "pyproject.toml").read_text())["project"]["scripts"]
 
-    assert ("DATABASE_URL" in environment) == (driver != "none")
-    assert ("REDIS_URL" in environment) == (driver != "none" and cache == "redis")
+    assert (app / "queue.py").is_file()
+    assert (app / "worker.py").is_file() == (queue != "none")
+    assert ("worker" in scripts) == (queue != "none")
+    assert {"arq", "celery"} & dependency_names(project) == ({queue} - {"none"})
+
+
+def test_a_queue_answer_without_a_database_wires_nothing(render: Render) -> None:
+    project = render(db_driver="none", queue="celery")
+
+    assert not (project / "app" / "queue.py").exists()
+    assert not (project / "app" / "worker.py").exists()
+    assert "celery" not in dependency_names(project)
+    assert "QUEUE__" not in (project / "README.md").read_text()
+
+
+# Every driver with cache x queue pairs that switch Redis on for one reason, both or neither.
+REDIS_USERS = [("redis", "none"), ("none", "arq"), ("memory", "celery"), ("none", "none")]
+
+
+@pytest.mark.parametrize("driver", choice_values("db_driver"))
+@pytest.mark.parametrize(("cache", "queue"), REDIS_USERS)
+def test_compose_file_is_valid_yaml_with_the_app_environment(
+    render: Render, driver: str, cache: str, queue: str
+) -> None:
+    project = render(db_driver=driver, cache=cache, queue=queue)
+    services = yaml.safe_load((project / "compose.yaml").read_text())["services"]
+    uses_redis = driver != "none" and (cache == "redis" or queue != "none")
+
+    assert ("DATABASE_URL" in services["app"]["environment"]) == (driver != "none")
+    assert ("REDIS_URL" in services["app"]["environment"]) == uses_redis
+    assert ("redis" in services) == uses_redis
+    assert ("worker" in services) == (driver != "none" and queue != "none")
+    if "worker" in services:
+        assert services["worker"]["command"] == ["worker"]
+        assert services["worker"]["environment"]["DATABASE_URL"]

@@ -63,7 +63,11 @@ class Customer(Base):
 class Order(Base):
     __tablename__ = "orders"
     # Keyset pages of one customer's orders walk this index in order.
-    __table_args__ = (Index("ix_orders_customer_id_id", "customer_id", "id"),)
+    __table_args__ = (
+        Index("ix_orders_customer_id_id", "customer_id", "id"),
+        # The sweep for lost confirmations: pending orders in a created_at window, one range scan.
+        Index("ix_orders_status_created_at", "status", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
