@@ -21,7 +21,8 @@ ANSWERS_FILE = ".copier-answers.yml"
 COMMAND_TIMEOUT_SECONDS = 900
 
 # Answers that keep the measured path the database one, passed only when the question exists:
-# the cache-hit row and the queue worker are not what these rows compare.
+# the cache and the queue worker are not what these rows compare. A variant's own answers win
+# (the cache-hit variant asks for cache=redis and keeps queue=none: no worker to run).
 DATABASE_PATH_ANSWERS = {"cache": "none", "queue": "none"}
 
 # How the projects are served besides host, port and database: one worker, quiet.
@@ -36,6 +37,10 @@ SERVE_SETTINGS = {
     # in some rounds and not others, and the reference apps have none.
     "SERVER__MAX_REQUESTS": "0",
 }
+
+# The cache-hit project's cache besides REDIS_URL: a TTL far beyond any run, so no document warmed
+# before the rounds expires during them (the template's 300 s would, in a run of many rounds).
+CACHE_SETTINGS = {"CACHE__TTL": "86400"}
 
 
 def template_questions(repo: Path = REPO) -> set[str]:
@@ -88,13 +93,15 @@ def run(command: Sequence[str], cwd: Path, what: str, env: Mapping[str, str] | N
 
 
 def render(uv: str, destination: Path, answers: Mapping[str, str], env: Mapping[str, str]) -> str:
-    """`fastapi-perf-template new DEST --defaults --template REPO -d ...`; returns the command.
+    """`fastapi-perf-template new DEST --defaults --template REPO --vcs-ref HEAD -d ...`.
 
-    No --vcs-ref: a repo without release tags renders its working tree, uncommitted edits
-    included, which is what a benchmark of this checkout has to measure.
+    Returns the command. --vcs-ref HEAD: without it Copier renders the newest release tag once
+    the repo has one; HEAD of a local template is its working tree, uncommitted edits included,
+    which is what a benchmark of this checkout has to measure (and the copier.yml whose
+    questions `template_questions` reads).
     """
     command = [uv, "run", "fastapi-perf-template", "new", str(destination), "--defaults"]
-    command += ["--template", str(REPO), "--quiet"]
+    command += ["--template", str(REPO), "--vcs-ref", "HEAD", "--quiet"]
     for name, value in answers.items():
         command += ["-d", f"{name}={value}"]
     run(command, REPO, f"rendering {destination.name}", env)
@@ -150,8 +157,18 @@ def migrate_and_seed(
     run([uv, "run", "python", "-m", "app.seed", *seed], project, "app.seed", env)
 
 
-def serve_env(port: int, database_url: str) -> dict[str, str]:
-    """The environment of `uv run serve`: SERVE_SETTINGS, on a loopback port, this database."""
+def serve_env(port: int, database_url: str, redis_url: str | None = None) -> dict[str, str]:
+    """The environment of `uv run serve`: SERVE_SETTINGS, on a loopback port, this database.
+
+    With `redis_url`, also the cache's Redis and CACHE_SETTINGS.
+    """
+    cache = {"REDIS_URL": redis_url, **CACHE_SETTINGS} if redis_url else {}
     return clean_env(
-        {"HOST": "127.0.0.1", "PORT": str(port), "DATABASE_URL": database_url, **SERVE_SETTINGS}
+        {
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "DATABASE_URL": database_url,
+            **SERVE_SETTINGS,
+            **cache,
+        }
     )

@@ -29,6 +29,9 @@ class Measurement:
     load: LoadResult
     app_cpu_seconds: float
     db_cpu_seconds: float
+    # The cache-hit variant's Redis server (0 while it idles under the other variants' loads, and
+    # in runs without that variant).
+    redis_cpu_seconds: float
     # Every CPU of the machine, whoever used it: what is left after app, database and wrk is
     # other work on the machine, which took CPU from this round.
     machine_cpu_seconds: float
@@ -37,7 +40,12 @@ class Measurement:
 
     @property
     def other_cpu_seconds(self) -> float:
-        ours = self.app_cpu_seconds + self.db_cpu_seconds + self.load.wrk_cpu_seconds
+        ours = (
+            self.app_cpu_seconds
+            + self.db_cpu_seconds
+            + self.redis_cpu_seconds
+            + self.load.wrk_cpu_seconds
+        )
         return max(0.0, self.machine_cpu_seconds - ours)
 
     def per_request_ms(self, seconds: float) -> float:
@@ -50,6 +58,10 @@ class Measurement:
     @property
     def db_ms(self) -> float:
         return self.per_request_ms(self.db_cpu_seconds)
+
+    @property
+    def redis_ms(self) -> float:
+        return self.per_request_ms(self.redis_cpu_seconds)
 
     @property
     def wrk_ms(self) -> float:
@@ -72,13 +84,19 @@ class Row:
     p99_ms: float
     app_ms: float
     db_ms: float
+    redis_ms: float
     wrk_ms: float
     app_cores: float
     db_cores: float
+    redis_cores: float
     wrk_cores: float
     other_cores: float
     errors: int
     rounds_rps: list[float]
+
+    @property
+    def machine_cores(self) -> float:
+        return self.app_cores + self.db_cores + self.redis_cores + self.wrk_cores + self.other_cores
 
 
 def summarize(
@@ -103,9 +121,11 @@ def summarize(
                 p99_ms=mid(lambda m: m.load.p99_ms),
                 app_ms=mid(lambda m: m.app_ms),
                 db_ms=mid(lambda m: m.db_ms),
+                redis_ms=mid(lambda m: m.redis_ms),
                 wrk_ms=mid(lambda m: m.wrk_ms),
                 app_cores=mid(lambda m: m.cores(m.app_cpu_seconds)),
                 db_cores=mid(lambda m: m.cores(m.db_cpu_seconds)),
+                redis_cores=mid(lambda m: m.cores(m.redis_cpu_seconds)),
                 wrk_cores=mid(lambda m: m.cores(m.load.wrk_cpu_seconds)),
                 other_cores=mid(lambda m: m.cores(m.other_cpu_seconds)),
                 errors=sum(m.load.error_count for m in mine),
@@ -132,6 +152,8 @@ class Setup:
     items_per_order: int
     python: str
     postgres: str
+    # The version of the cache-hit variant's Redis; None when the run had no such variant.
+    redis: str | None
     template: str
     load_average: float
     serve_settings: str
@@ -165,6 +187,7 @@ def markdown(rows: Sequence[Row], setup: Setup) -> str:
             "queries/req",
             "app CPU ms/req",
             "db CPU ms/req",
+            "Redis CPU ms/req",
             "wrk CPU ms/req",
             "x naive",
             "x limit",
@@ -180,6 +203,7 @@ def markdown(rows: Sequence[Row], setup: Setup) -> str:
                 str(row.queries),
                 f"{row.app_ms:.2f}",
                 f"{row.db_ms:.2f}",
+                f"{row.redis_ms:.2f}",
                 f"{row.wrk_ms:.2f}",
                 _ratio(row.rps, naive),
                 _ratio(row.rps, limit),
@@ -189,15 +213,16 @@ def markdown(rows: Sequence[Row], setup: Setup) -> str:
         ],
     )
     cpu = _table(
-        ["variant", "app", "PostgreSQL", "wrk", "other processes", "machine", "of CPUs"],
+        ["variant", "app", "PostgreSQL", "Redis", "wrk", "other processes", "machine", "of CPUs"],
         [
             [
                 row.variant.label,
                 f"{row.app_cores:.2f}",
                 f"{row.db_cores:.2f}",
+                f"{row.redis_cores:.2f}",
                 f"{row.wrk_cores:.2f}",
                 f"{row.other_cores:.2f}",
-                f"{row.app_cores + row.db_cores + row.wrk_cores + row.other_cores:.2f}",
+                f"{row.machine_cores:.2f}",
                 str(setup.cpus),
             ]
             for row in rows
@@ -220,14 +245,15 @@ def markdown(rows: Sequence[Row], setup: Setup) -> str:
         " and wrk share the same CPUs, so the numbers are relative, not capacity figures:"
         f" differences under about {NOISE_PERCENT}% are noise. `x naive` and `x limit` divide a"
         " row's RPS by the naive and the limit rows'. `errors` counts socket errors and non-2xx"
-        " answers over all rounds.",
+        " answers over all rounds. `queries/req` is 0 where every request was a cache hit;"
+        " `db CPU` is the whole PostgreSQL cluster's, `Redis CPU` the cache server's.",
         "",
         "## What limited each variant",
         "",
         "CPU seconds used per second of load (1.00 = one core busy), medians over the rounds."
         " Each app is one process: near 1.00 in the `app` column, the app's own CPU is the"
         " limit, and `1000 / app CPU ms/req` is its RPS ceiling. When `machine` is near the CPU"
-        " count instead, the machine is full: app, PostgreSQL and wrk compete for it, and"
+        " count instead, the machine is full: app, PostgreSQL, Redis and wrk compete for it, and"
         " `other processes` (anything outside the benchmark) took its share from them.",
         "",
         *cpu,
@@ -256,6 +282,11 @@ def markdown(rows: Sequence[Row], setup: Setup) -> str:
         " process tree and for all processes of the PostgreSQL cluster, before and after each"
         " round, and divided by the requests wrk completed.",
         f"- PostgreSQL {setup.postgres}, throwaway cluster on loopback.",
+        *(
+            [f"- Redis {setup.redis}, throwaway server on loopback (the cache-hit row's cache)."]
+            if setup.redis
+            else []
+        ),
         f"- Template: {setup.template}.",
         f"- Load average when the run started: {setup.load_average:.2f} (anything else running"
         " on the machine takes CPU from the apps and skews every row).",

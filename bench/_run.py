@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bench import _projects, _reference, _wrk
+from bench import _cache, _projects, _reference, _wrk
+from bench._cache import CacheServer
 from bench._check import check_documents
 from bench._errors import BenchError
 from bench._procs import free_port, listening_pid, machine_busy_seconds, tree_cpu_seconds
@@ -29,8 +30,15 @@ RESULTS = BENCH / "results"
 POOL_SIZE = 20
 
 # Table order: the baseline, what the template generates, the ceiling.
-VARIANT_NAMES = ("naive", "default", "asyncpg", "limit")
-PROJECT_ANSWERS = {"default": {}, "asyncpg": {"db_driver": "asyncpg"}}
+VARIANT_NAMES = ("naive", "default", "asyncpg", "cache-hit", "limit")
+PROJECT_ANSWERS = {
+    "default": {},
+    "asyncpg": {"db_driver": "asyncpg"},
+    # The default project with the template's Redis cache-aside of the document bytes.
+    "cache-hit": {"cache": "redis"},
+}
+# Served with a Redis, warmed before the checks, and measured on cache hits only.
+CACHE_HIT_VARIANTS = frozenset({"cache-hit"})
 
 
 @dataclass(frozen=True)
@@ -122,10 +130,20 @@ def run(options: Options) -> str:
             # Fresh statistics and no pending autovacuum: the rounds then measure requests only.
             _reference.execute_sql(python, url, "VACUUM ANALYZE")
             postgres_version = _reference.fetch_sql(python, url, "SHOW server_version")
-            variants, servers = start_apps(stack, uv, python, projects, url, workdir, options.only)
+            cache: CacheServer | None = None
+            if CACHE_HIT_VARIANTS.intersection(options.only):
+                say("starting Redis")
+                cache = _cache.start_redis(stack)
+            variants, servers = start_apps(
+                stack, uv, python, projects, url, cache, workdir, options.only
+            )
+            for server in servers:
+                if server.name in CACHE_HIT_VARIANTS:
+                    say(f"warming the {server.name} cache: orders 1..{options.orders}")
+                    _cache.warm(server, options.orders)
             say("checking that every app serves the same documents")
             queries = check(servers, projects, options)
-            measurements = measure(servers, postmaster, options)
+            measurements = measure(servers, postmaster, cache, options)
     finally:
         if options.keep:
             say(f"kept {workdir}")
@@ -146,6 +164,7 @@ def run(options: Options) -> str:
         items_per_order=options.items_per_order,
         python=python_version,
         postgres=postgres_version,
+        redis=cache.version if cache else None,
         template=template_version(),
         load_average=load_average,
         serve_settings=" ".join(f"{k}={v}" for k, v in _projects.SERVE_SETTINGS.items()),
@@ -217,21 +236,29 @@ def start_apps(
     python: Path,
     projects: Mapping[str, Path],
     url: str,
+    cache: CacheServer | None,
     workdir: Path,
     only: Sequence[str],
 ) -> tuple[list[Variant], list[Server]]:
     """Start every app in `only` (stopped with `stack`) and wait until each one answers."""
     variants: list[Variant] = []
     servers: list[Server] = []
+    questions = _projects.template_questions()
     for name in VARIANT_NAMES:
         if name not in only:
             continue
         port = free_port()
         if name in projects:
+            redis_url = None
+            if name in CACHE_HIT_VARIANTS:
+                if cache is None:
+                    raise BenchError(f"the {name} variant needs a Redis; none was started")
+                redis_url = cache.url
             command = [uv, "run", "serve"]
-            env = _projects.serve_env(port, url)
+            env = _projects.serve_env(port, url, redis_url)
             cwd = projects[name]
-            variants.append(project_variant(name, _projects.stored_answers(cwd)))
+            given = _projects.answers_for(PROJECT_ANSWERS[name], questions)
+            variants.append(project_variant(name, _projects.stored_answers(cwd), given))
         else:
             command = _reference.uvicorn_command(python, f"{name}_app", port)
             env = _projects.clean_env({"DATABASE_URL": url})
@@ -249,13 +276,23 @@ def start_apps(
 def check(
     servers: Sequence[Server], projects: Mapping[str, Path], options: Options
 ) -> dict[str, int]:
-    """Same documents everywhere, and the one query per request the template promises."""
+    """Same documents everywhere, and the queries per request each project promises.
+
+    One on the database path; none where the cache was warmed (every document from Redis).
+    """
     ids = sorted({1, 2, max(1, options.orders // 2), options.orders})
     queries = check_documents(
         servers, ids=ids, missing_id=options.orders + 1, items_per_order=options.items_per_order
     )
     for name in projects:
-        if name in queries and queries[name] != 1:
+        if name not in queries:
+            continue
+        if name in CACHE_HIT_VARIANTS and queries[name] != 0:
+            raise BenchError(
+                f"the {name} project ran {queries[name]} queries for GET /orders/{{id}} on a"
+                " warmed cache; every request should be a cache hit"
+            )
+        if name not in CACHE_HIT_VARIANTS and queries[name] != 1:
             raise BenchError(
                 f"the {name} project reports {queries[name]} queries for GET /orders/{{id}};"
                 " the template promises 1"
@@ -263,8 +300,17 @@ def check(
     return queries
 
 
-def measure(servers: Sequence[Server], postmaster: int, options: Options) -> list[Measurement]:
-    """Warm every app up, then the rounds: each app loaded in turn, CPU read around each load."""
+def measure(
+    servers: Sequence[Server], postmaster: int, cache: CacheServer | None, options: Options
+) -> list[Measurement]:
+    """Warm every app up, then the rounds: each app loaded in turn, CPU read around each load.
+
+    Around a cache-hit variant's loads, Redis' lookup counters too: each round must be all hits.
+    """
+
+    def redis_cpu_seconds() -> float:
+        return tree_cpu_seconds(cache.pid) if cache else 0.0
+
     for server in servers:
         say(f"warming up {server.name} ({options.warmup} s)")
         _wrk.load(
@@ -277,8 +323,11 @@ def measure(servers: Sequence[Server], postmaster: int, options: Options) -> lis
     measurements = []
     for round_number in range(1, options.rounds + 1):
         for server in rotated(servers, round_number - 1):
+            hits_only = cache is not None and server.name in CACHE_HIT_VARIANTS
+            lookups_before = _cache.lookups(cache) if cache and hits_only else None
             app_before = server.cpu_seconds()
             db_before = tree_cpu_seconds(postmaster)
+            redis_before = redis_cpu_seconds()
             machine_before = machine_busy_seconds()
             started = time.monotonic()
             result = _wrk.load(
@@ -295,9 +344,14 @@ def measure(servers: Sequence[Server], postmaster: int, options: Options) -> lis
                 load=result,
                 app_cpu_seconds=server.cpu_seconds() - app_before,
                 db_cpu_seconds=tree_cpu_seconds(postmaster) - db_before,
+                redis_cpu_seconds=redis_cpu_seconds() - redis_before,
                 machine_cpu_seconds=machine_busy_seconds() - machine_before,
                 window_seconds=time.monotonic() - started,
             )
+            if cache and lookups_before is not None:
+                _cache.check_all_hits(
+                    server.name, lookups_before, _cache.lookups(cache), result.requests
+                )
             measurements.append(measurement)
             say(
                 f"round {round_number}/{options.rounds} {server.name}: {result.rps:,.0f} RPS,"
@@ -324,16 +378,28 @@ REFERENCE_VARIANTS = {
 }
 
 
-def project_variant(name: str, answers: Mapping[str, object]) -> Variant:
-    """A generated project's row, labelled with the answers that shape its hot path."""
+PROJECT_LABELS = {
+    "default": "template defaults",
+    "asyncpg": "template",
+    "cache-hit": "template defaults, Redis cache hit",
+}
+
+
+def project_variant(name: str, answers: Mapping[str, object], given: Mapping[str, str]) -> Variant:
+    """A generated project's row, labelled with the answers that shape its hot path.
+
+    `answers` are the ones Copier stored, `given` the -d answers it was rendered with.
+    """
     shape = [str(answers[key]) for key in ("db_driver", "json_encoder", "server") if key in answers]
-    label = "template defaults" if name == "default" else "template"
-    command = "fastapi-perf-template new --defaults"
-    if name != "default":
-        command += f" -d db_driver={answers.get('db_driver', name)}"
-    return Variant(
-        name,
-        f"{label}: {', '.join(shape)}",
-        f"a project rendered from this checkout with `{command}`, served by `uv run serve` with"
-        " one worker.",
+    flags = "".join(f" -d {key}={value}" for key, value in given.items())
+    description = (
+        f"a project rendered from this checkout with `fastapi-perf-template new --defaults{flags}`,"
+        " served by `uv run serve` with one worker."
     )
+    if name in CACHE_HIT_VARIANTS:
+        description += (
+            " Its cache is the throwaway Redis (REDIS_URL, CACHE__TTL=86400). Every order id was"
+            " fetched once before the checks, so each measured request is one Redis GET and no"
+            " query: checked every round against Redis' keyspace_hits and keyspace_misses."
+        )
+    return Variant(name, f"{PROJECT_LABELS[name]}: {', '.join(shape)}", description)
