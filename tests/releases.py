@@ -6,6 +6,7 @@ from packaging.version import Version
 # history themselves from these commits (see the release steps in README.md).
 RELEASE_COMMITS = {
     "0.1.0": "d8ac6f7bd5fb548bd66313a33baace7870df84da",
+    "0.2.0": "9ac873c3c7d52cc37e01001db082e66e92e25ea4",
 }
 RELEASES = sorted(RELEASE_COMMITS, key=lambda version: Version(version))
 
