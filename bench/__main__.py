@@ -8,22 +8,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench._args import positive_int
 from bench._errors import BenchError
 from bench._run import RESULTS, VARIANT_NAMES, Options, run
 
 DEFAULTS = {"rounds": 3, "duration": 10, "warmup": 3, "orders": 1000, "items_per_order": 200}
 # Small enough for a test suite: every step runs, none of the numbers mean much.
 SMOKE = {"rounds": 1, "duration": 2, "warmup": 1, "orders": 50, "items_per_order": 20}
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _variants(text: str) -> tuple[str, ...]:
@@ -43,24 +34,24 @@ def parser() -> argparse.ArgumentParser:
         description="Benchmark GET /orders/{id} of projects rendered from this checkout against a"
         " naive FastAPI service and a bare-ASGI limit; write bench/results/RESULTS.md.",
     )
-    parse.add_argument("--rounds", type=_positive_int, help=f"default {DEFAULTS['rounds']}")
+    parse.add_argument("--rounds", type=positive_int, help=f"default {DEFAULTS['rounds']}")
     parse.add_argument(
         "--duration",
-        type=_positive_int,
+        type=positive_int,
         metavar="SECONDS",
         # wrk takes whole seconds only.
         help=f"load per app per round, default {DEFAULTS['duration']}",
     )
     parse.add_argument(
         "--warmup",
-        type=_positive_int,
+        type=positive_int,
         metavar="SECONDS",
         help=f"load per app before its first round, default {DEFAULTS['warmup']}",
     )
-    parse.add_argument("--connections", type=_positive_int, default=32, help="default 32")
-    parse.add_argument("--orders", type=_positive_int, help=f"default {DEFAULTS['orders']}")
+    parse.add_argument("--connections", type=positive_int, default=32, help="default 32")
+    parse.add_argument("--orders", type=positive_int, help=f"default {DEFAULTS['orders']}")
     parse.add_argument(
-        "--items-per-order", type=_positive_int, help=f"default {DEFAULTS['items_per_order']}"
+        "--items-per-order", type=positive_int, help=f"default {DEFAULTS['items_per_order']}"
     )
     parse.add_argument(
         "--only",

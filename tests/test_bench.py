@@ -1,8 +1,9 @@
-"""The benchmark still runs end to end (its smoke mode): renders, seeds, serves, compares, loads.
+"""The benchmarks still run end to end (their smoke modes): render, seed, serve, compare, load.
 
-It checks that the five apps return the same documents, that the projects make one query per
-document (the cache-hit one none, every request a hit); it asserts nothing about speed (that is
-the full benchmark's job, on a quiet machine).
+`bench` checks that the five apps return the same documents, that the projects make one query per
+document (the cache-hit one none, every request a hit); `bench.redis_outage` that the cache-hit
+project answers every request with 200 while its Redis is up, refuses and hangs. Neither test
+asserts anything about speed (that is the full runs' job, on a quiet machine).
 """
 
 import sys
@@ -27,4 +28,15 @@ def test_bench_smoke_runs_and_reports_every_variant() -> None:
     )
     for label in labels:
         assert label in report, label
+    assert "Traceback" not in result.stderr
+
+
+def test_redis_outage_smoke_answers_every_request_in_every_state() -> None:
+    # run() fails the test unless the command exits 0: every request of every state was a 200
+    # (and, with Redis up, a cache hit).
+    result = run([sys.executable, "-m", "bench.redis_outage", "--smoke"], REPO)
+
+    report = (REPO / "bench" / "results" / "REDIS_OUTAGE_SMOKE.md").read_text()
+    for state in ("up", "refused", "hanging"):
+        assert f"| {state} |" in report, state
     assert "Traceback" not in result.stderr
