@@ -185,25 +185,27 @@ def prepare_projects(uv: str, workdir: Path, only: Sequence[str]) -> dict[str, P
     The default project is needed even when it is not measured: its migrations and seed make the
     data every variant reads.
     """
-    questions = _projects.template_questions()
+    return {
+        name: prepare_project(uv, workdir, name)[0]
+        for name in PROJECT_ANSWERS
+        if name == "default" or name in only
+    }
+
+
+def prepare_project(uv: str, workdir: Path, name: str) -> tuple[Path, str]:
+    """Render one variant's project into `workdir / name` and `uv sync` it; it and its -d flags."""
     # The Copier settings of whoever runs this must not change the answers.
     settings = workdir / "copier-settings.yml"
     settings.write_text("{}\n")
-    render_env = {"COPIER_SETTINGS_PATH": str(settings)}
-    projects: dict[str, Path] = {}
-    for name, wanted in PROJECT_ANSWERS.items():
-        if name != "default" and name not in only:
-            continue
-        answers = _projects.answers_for(wanted, questions)
-        project = workdir / name
-        given = " ".join(f"-d {key}={value}" for key, value in answers.items())
-        say(f"rendering the {name} project: --defaults {given}".rstrip())
-        _projects.render(uv, project, answers, render_env)
-        _projects.ensure_orders_domain(project)
-        say(f"uv sync in {name}")
-        _projects.sync(uv, project)
-        projects[name] = project
-    return projects
+    answers = _projects.answers_for(PROJECT_ANSWERS[name], _projects.template_questions())
+    project = workdir / name
+    given = " ".join(f"-d {key}={value}" for key, value in answers.items())
+    say(f"rendering the {name} project: --defaults {given}".rstrip())
+    _projects.render(uv, project, answers, {"COPIER_SETTINGS_PATH": str(settings)})
+    _projects.ensure_orders_domain(project)
+    say(f"uv sync in {name}")
+    _projects.sync(uv, project)
+    return project, given
 
 
 def start_database(stack: ExitStack, python: Path, apps: int) -> tuple[str, int]:

@@ -38,9 +38,9 @@ from bench._errors import BenchError
 from bench._http import get
 from bench._procs import free_port
 from bench._run import (
-    PROJECT_ANSWERS,
     RESULTS,
     cpu_model,
+    prepare_project,
     say,
     template_version,
     uv_binary,
@@ -54,9 +54,9 @@ DEFAULTS = {"requests": 6000, "orders": 50, "items_per_order": 200}
 # Small enough for a test suite: every step runs, none of the numbers mean much.
 SMOKE = {"requests": 30, "orders": 10, "items_per_order": 20}
 
-# The cache-hit variant of the main benchmark: the default project with the Redis cache (and,
+# The main benchmark's cache-hit variant: the default project with the Redis cache (and,
 # through answers_for, queue=none, so no worker is needed).
-ANSWERS = PROJECT_ANSWERS["cache-hit"]
+VARIANT = "cache-hit"
 STATE_TARGETS = {
     "up": "the throwaway redis-server",
     "refused": "a loopback port that refuses connections",
@@ -225,22 +225,6 @@ class HangingListener:
         self._socket.close()
 
 
-def prepare_project(uv: str, workdir: Path) -> tuple[Path, str]:
-    """Render the cache-hit project from this checkout and `uv sync` it; return it, its -d flags."""
-    settings = workdir / "copier-settings.yml"
-    # The Copier settings of whoever runs this must not change the answers.
-    settings.write_text("{}\n")
-    answers = _projects.answers_for(ANSWERS, _projects.template_questions())
-    flags = " ".join(f"-d {name}={value}" for name, value in answers.items())
-    project = workdir / "project"
-    say(f"rendering the project: --defaults {flags}")
-    _projects.render(uv, project, answers, {"COPIER_SETTINGS_PATH": str(settings)})
-    _projects.ensure_orders_domain(project)
-    say("uv sync")
-    _projects.sync(uv, project)
-    return project, flags
-
-
 def start_database(stack: ExitStack) -> str:
     """A throwaway PostgreSQL, stopped with `stack`; its plain postgresql:// URL."""
     try:
@@ -364,7 +348,7 @@ def run(options: Options) -> tuple[str, list[str]]:
     ids = [index % options.orders + 1 for index in range(options.requests)]
     workdir = Path(tempfile.mkdtemp(prefix="fastapi-perf-redis-outage-"))
     try:
-        project, flags = prepare_project(uv, workdir)
+        project, flags = prepare_project(uv, workdir, VARIANT)
         python_version = _projects.python_version(_projects.interpreter(project))
         with ExitStack() as stack:
             say("starting PostgreSQL")
