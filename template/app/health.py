@@ -3,7 +3,7 @@
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from app.deps import ReadinessChecksDep
+from app.deps import ReadinessChecksDep, SettingsDep
 from app.readiness import Readiness, check_readiness
 from app.responses import JSONBytesResponse
 
@@ -21,8 +21,8 @@ async def livez() -> Response:
 
 
 @router.get("/readyz", include_in_schema=False, response_model=Readiness)
-async def readyz(checks: ReadinessChecksDep) -> Response:
-    readiness = await check_readiness(checks)
+async def readyz(checks: ReadinessChecksDep, settings: SettingsDep) -> Response:
+    readiness = await check_readiness(checks, seconds_each=settings.readiness_timeout)
     status_code = 503 if readiness.status == "unready" else 200
     # Probes only read the status code; the body tells a human which dependency is down.
     return JSONBytesResponse(readiness.model_dump(mode="json"), status_code=status_code)

@@ -63,14 +63,15 @@ async def test_a_failed_optional_check_answers_200_degraded(client: httpx2.Async
 
 async def test_a_failed_optional_check_only_degrades() -> None:
     readiness = await check_readiness(
-        [ReadinessCheck("database", healthy), ReadinessCheck("cache", broken, required=False)]
+        [ReadinessCheck("database", healthy), ReadinessCheck("cache", broken, required=False)],
+        seconds_each=10,
     )
 
     assert readiness.status == "degraded"
 
 
 async def test_a_hanging_check_is_cut_at_its_timeout() -> None:
-    readiness = await check_readiness([ReadinessCheck("database", hangs, timeout=0.05)])
+    readiness = await check_readiness([ReadinessCheck("database", hangs)], seconds_each=0.05)
 
     assert readiness.status == "unready"
     assert readiness.checks["database"].status == "timeout"
