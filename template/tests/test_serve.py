@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -131,15 +132,37 @@ def test_serve_answers_livez_with_request_id_and_server_timing(start_server: Any
     assert access["logger"] == "access"
 
 
+def child_processes(parent: int) -> set[int]:
+    """The processes `parent` started, minus multiprocessing's resource tracker (uvicorn's)."""
+    ps = shutil.which("ps")
+    assert ps is not None, "ps (procps) is needed to list the server's processes"
+    listing = subprocess.run(
+        # -ww: whole command lines (piped, ps cuts them at 80 columns, tracker name and all).
+        [ps, "-ww", "-A", "-o", "pid=,ppid=,command="],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_SECONDS,
+        check=True,
+    )
+    children = set()
+    for line in listing.stdout.splitlines():
+        pid, ppid, command = line.split(None, 2)
+        if int(ppid) == parent and "resource_tracker" not in command:
+            children.add(int(pid))
+    return children
+
+
 def test_worker_processes_follow_web_concurrency(start_server: Any) -> None:
     server = start_server(WEB_CONCURRENCY="2")
 
-    server.wait_for_log("startup complete", count=2)
-    time.sleep(1)  # an extra worker would have started by now
-    pids = {line["pid"] for line in server.wait_for_log("startup complete")}
+    started = server.wait_for_log("startup complete", count=2)
+    pids = {line["pid"] for line in started}
 
     assert len(pids) == 2
     assert server.process.pid not in pids
+    # Every supervisor spawns all its workers at once, before any has started: an extra one
+    # would be a child of the master by now, whether it has finished starting or not.
+    assert child_processes(server.process.pid) == pids
     [starting] = [line for line in server.log_lines() if line["message"].startswith("starting ")]
     assert starting["workers"] == 2
 

@@ -14,7 +14,8 @@ from pydantic import ValidationError
 from app.orders.partner_settings import PartnerSettings
 from app.orders.quote import OrderQuote
 from app.orders.schemas import OrderDocument
-from app.settings import DatabaseSettings, Settings, describe_error
+from app.settings import Settings, describe_error
+from tests.db.fixtures import ONE_CONNECTION
 from tests.db.partner_servers import PartnerServer, Received
 
 pytestmark = pytest.mark.anyio
@@ -54,9 +55,9 @@ def partner_timeouts() -> dict[str, float]:
 
 
 @pytest.fixture
-def pool() -> DatabaseSettings | None:
-    # None keeps the usual pool; a test that needs another parametrizes this.
-    return None
+def pool() -> dict[str, float]:
+    # Changes to the usual pool (DB__ settings); a test that needs another parametrizes this.
+    return {}
 
 
 @pytest.fixture
@@ -64,12 +65,12 @@ def settings(
     settings: Settings,
     partners: Partners,
     partner_timeouts: dict[str, float],
-    pool: DatabaseSettings | None,
+    pool: dict[str, float],
 ) -> Settings:
     """The usual test settings, with the partners on their loopback ports."""
     return settings.model_copy(
         update={
-            "db": pool or settings.db,
+            "db": settings.db.model_copy(update=pool),
             # The client's own read timeout lies beyond the hang guard: only the partners'
             # deadlines can end a slow call in time.
             "http": settings.http.model_copy(update={"read_timeout": 60.0}),
@@ -232,9 +233,7 @@ async def test_a_malformed_id_is_a_422(client: httpx2.AsyncClient) -> None:
     assert_problem(await client.get("/orders/0/quote"), 422)
 
 
-@pytest.mark.parametrize(
-    "pool", [DatabaseSettings(connection_budget=1, pool_timeout=0.2)], ids=["one connection"]
-)
+@pytest.mark.parametrize("pool", [ONE_CONNECTION], ids=["one connection"])
 async def test_no_database_connection_is_held_while_the_partners_answer(
     client: httpx2.AsyncClient, partners: Partners
 ) -> None:
