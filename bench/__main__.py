@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bench._args import positive_int
 from bench._errors import BenchError
+from bench._projects import SMOKE_CACHE_SETTINGS
 from bench._run import RESULTS, VARIANT_NAMES, Options, run
 
 DEFAULTS = {"rounds": 3, "duration": 10, "warmup": 3, "orders": 1000, "items_per_order": 200}
@@ -96,6 +97,7 @@ def options_from(argv: Sequence[str]) -> Options:
         only=args.only,
         output=args.output or default_output,
         command=shlex.join(["uv", "run", "python", "-m", "bench", *argv]),
+        cache_settings=dict(SMOKE_CACHE_SETTINGS) if args.smoke else {},
     )
 
 

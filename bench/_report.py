@@ -157,6 +157,7 @@ class Setup:
     template: str
     load_average: float
     serve_settings: str
+    cache_settings: str
 
 
 def _ratio(value: float, base: float | None) -> str:
@@ -283,7 +284,10 @@ def markdown(rows: Sequence[Row], setup: Setup) -> str:
         " round, and divided by the requests wrk completed.",
         f"- PostgreSQL {setup.postgres}, throwaway cluster on loopback.",
         *(
-            [f"- Redis {setup.redis}, throwaway server on loopback (the cache-hit row's cache)."]
+            [
+                f"- Redis {setup.redis}, throwaway server on loopback (the cache-hit row's cache;"
+                f" that project also gets {setup.cache_settings})."
+            ]
             if setup.redis
             else []
         ),

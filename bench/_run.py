@@ -53,6 +53,8 @@ class Options:
     only: tuple[str, ...]
     output: Path
     command: str
+    # Added to the cache-hit project's environment besides CACHE_SETTINGS (smoke runs only).
+    cache_settings: dict[str, str]
 
 
 def say(message: str) -> None:
@@ -135,7 +137,7 @@ def run(options: Options) -> str:
                 say("starting Redis")
                 cache = _cache.start_redis(stack)
             variants, servers = start_apps(
-                stack, uv, python, projects, url, cache, workdir, options.only
+                stack, uv, python, projects, url, cache, workdir, options
             )
             for server in servers:
                 if server.name in CACHE_HIT_VARIANTS:
@@ -168,6 +170,9 @@ def run(options: Options) -> str:
         template=template_version(),
         load_average=load_average,
         serve_settings=" ".join(f"{k}={v}" for k, v in _projects.SERVE_SETTINGS.items()),
+        cache_settings=" ".join(
+            f"{k}={v}" for k, v in {**_projects.CACHE_SETTINGS, **options.cache_settings}.items()
+        ),
     )
     text = markdown(summarize(variants, queries, measurements), setup)
     options.output.parent.mkdir(parents=True, exist_ok=True)
@@ -240,14 +245,14 @@ def start_apps(
     url: str,
     cache: CacheServer | None,
     workdir: Path,
-    only: Sequence[str],
+    options: Options,
 ) -> tuple[list[Variant], list[Server]]:
-    """Start every app in `only` (stopped with `stack`) and wait until each one answers."""
+    """Start every app in `options.only` (stopped with `stack`) and wait until each answers."""
     variants: list[Variant] = []
     servers: list[Server] = []
     questions = _projects.template_questions()
     for name in VARIANT_NAMES:
-        if name not in only:
+        if name not in options.only:
             continue
         port = free_port()
         if name in projects:
@@ -257,7 +262,7 @@ def start_apps(
                     raise BenchError(f"the {name} variant needs a Redis; none was started")
                 redis_url = cache.url
             command = [uv, "run", "serve"]
-            env = _projects.serve_env(port, url, redis_url)
+            env = _projects.serve_env(port, url, redis_url, options.cache_settings)
             cwd = projects[name]
             given = _projects.answers_for(PROJECT_ANSWERS[name], questions)
             variants.append(project_variant(name, _projects.stored_answers(cwd), given))

@@ -73,7 +73,8 @@ READY_PATH = "/readyz"
 WARMUP_REQUESTS = 50
 WARMUP_PATH = "/orders?limit=1"
 # Far above the 0.2 s a request can wait on Redis with the template's timeouts (a GET and a SET
-# at 0.1 s each), far below anything a person would wait for: a request this slow is broken.
+# at 0.1 s each; 2 s with a smoke run's SMOKE_CACHE_SETTINGS), far below anything a person would
+# wait for: a request this slow is broken.
 REQUEST_TIMEOUT_SECONDS = 5.0
 # Transport errors after which a state is given up: the service is not answering at all, and
 # every further request would only add a timeout to the run.
@@ -110,6 +111,8 @@ class Options:
     keep: bool
     output: Path
     command: str
+    # Added to the project's environment besides CACHE_SETTINGS (smoke runs only).
+    cache_settings: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -255,6 +258,7 @@ def serve(
     *,
     database: str,
     redis: str,
+    cache_settings: dict[str, str],
 ) -> Server:
     """Start `uv run serve` with this REDIS_URL (stopped with `stack`, or earlier by the caller)."""
     port = free_port()
@@ -263,7 +267,7 @@ def serve(
         f"the service ({state})",
         [uv, "run", "serve"],
         cwd=project,
-        env=_projects.serve_env(port, database, redis),
+        env=_projects.serve_env(port, database, redis, cache_settings),
         port=port,
         log=workdir / f"serve-{state}.log",
     )
@@ -363,12 +367,22 @@ def run(options: Options) -> tuple[str, list[str]]:
             )
             say("starting Redis")
             cache = _cache.start_redis(stack)
+            extra = options.cache_settings
             settings = client_settings(
-                uv, project, _projects.serve_env(free_port(), database, cache.url)
+                uv, project, _projects.serve_env(free_port(), database, cache.url, extra)
             )
             results = []
 
-            server = serve(stack, uv, project, workdir, "up", database=database, redis=cache.url)
+            server = serve(
+                stack,
+                uv,
+                project,
+                workdir,
+                "up",
+                database=database,
+                redis=cache.url,
+                cache_settings=extra,
+            )
             server.wait_ready(READY_PATH)
             warm_database_path(server)
             say(f"up: warming the cache: orders 1..{min(options.orders, options.requests)}")
@@ -377,7 +391,16 @@ def run(options: Options) -> tuple[str, list[str]]:
 
             port = stack.enter_context(refused_port())
             refused = f"redis://{LOOPBACK}:{port}/0"
-            server = serve(stack, uv, project, workdir, "refused", database=database, redis=refused)
+            server = serve(
+                stack,
+                uv,
+                project,
+                workdir,
+                "refused",
+                database=database,
+                redis=refused,
+                cache_settings=extra,
+            )
             server.wait_ready(READY_PATH)
             warm_database_path(server)
             results.append(measure(server, "refused", ids))
@@ -385,7 +408,14 @@ def run(options: Options) -> tuple[str, list[str]]:
             listener = HangingListener()
             stack.callback(listener.close)
             server = serve(
-                stack, uv, project, workdir, "hanging", database=database, redis=listener.url
+                stack,
+                uv,
+                project,
+                workdir,
+                "hanging",
+                database=database,
+                redis=listener.url,
+                cache_settings=extra,
             )
             # Only now: no process is started after this thread (see start_accepting).
             listener.start_accepting()
@@ -410,7 +440,7 @@ def run(options: Options) -> tuple[str, list[str]]:
         "command": f"`{options.command}`",
         "template": template,
         "project": f"`fastapi-perf-template new --defaults {flags}`, Python {python_version},"
-        f" `uv run serve` with {serve_settings()}; Redis {cache.version}",
+        f" `uv run serve` with {serve_settings(extra)}; Redis {cache.version}",
         "data": f"{options.orders} orders x {options.items_per_order} items;"
         f" {options.requests} sequential GET /orders/{{id}} per state (ids cycling"
         f" 1..{options.orders}), one keep-alive connection, each state a fresh service process",
@@ -427,8 +457,9 @@ def run(options: Options) -> tuple[str, list[str]]:
     return text, problems_in(results, options.requests)
 
 
-def serve_settings() -> str:
-    return " ".join(f"{name}={value}" for name, value in _projects.SERVE_SETTINGS.items())
+def serve_settings(cache_settings: dict[str, str]) -> str:
+    every = {**_projects.SERVE_SETTINGS, **_projects.CACHE_SETTINGS, **cache_settings}
+    return " ".join(f"{name}={value}" for name, value in every.items())
 
 
 def _ms(value: float) -> str:
@@ -522,6 +553,7 @@ def options_from(argv: Sequence[str]) -> Options:
         keep=args.keep,
         output=RESULTS / name,
         command=shlex.join(["uv", "run", "python", "-m", "bench.redis_outage", *argv]),
+        cache_settings=dict(_projects.SMOKE_CACHE_SETTINGS) if args.smoke else {},
     )
 
 
