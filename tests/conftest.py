@@ -1,30 +1,18 @@
 """Fixtures that render the template into temporary projects and run commands inside them."""
 
 import os
-import subprocess
-import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.commands import GIT_IDENTITY, REPO
+from tests.projects import SharedProjects, shared_root
+
 # Throwaway PostgreSQL, MariaDB and Redis servers on loopback, started when a test asks.
 pytest_plugins = ["tests.services"]
-
-REPO = Path(__file__).resolve().parents[1]
-# The uv locked in this repo's dev group, by absolute path: a pyenv shim named `uv` would resolve
-# to another interpreter inside a generated project whose .python-version differs.
-UV = str(Path(sys.executable).with_name("uv"))
-COMMAND_TIMEOUT_SECONDS = 600
-
-GIT_IDENTITY = {
-    "GIT_AUTHOR_NAME": "Template Tests",
-    "GIT_AUTHOR_EMAIL": "tests@fastapi-perf-template.invalid",
-    "GIT_COMMITTER_NAME": "Template Tests",
-    "GIT_COMMITTER_EMAIL": "tests@fastapi-perf-template.invalid",
-}
 
 Render = Callable[..., Path]
 
@@ -45,32 +33,6 @@ def choice_values(question: str) -> list[str]:
     return list(choices.values()) if isinstance(choices, dict) else list(choices)
 
 
-def run(
-    command: Sequence[str],
-    cwd: Path,
-    *,
-    env: Mapping[str, str] | None = None,
-    timeout: float = COMMAND_TIMEOUT_SECONDS,
-    check: bool = True,
-) -> subprocess.CompletedProcess[str]:
-    """Run a command; on failure, fail the test with the command's own output."""
-    result = subprocess.run(
-        list(command),
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if check and result.returncode != 0:
-        pytest.fail(
-            f"{' '.join(command)} exited {result.returncode} in {cwd}\n"
-            f"--- stdout ---\n{result.stdout[-6000:]}\n--- stderr ---\n{result.stderr[-6000:]}"
-        )
-    return result
-
-
 @pytest.fixture(scope="session", autouse=True)
 def isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Keep the developer's own Copier settings, git identity and active venv out of the tests."""
@@ -83,34 +45,40 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
             patch.setenv(name, value)
         # An outer venv would make uv warn inside every generated project.
         patch.delenv("VIRTUAL_ENV", raising=False)
+        # Set when pytest was started through a pyenv shim (`uv` installed by pyenv's pip): it
+        # pins every shim to that one Python, so uv could not find the 3.12 or 3.13 that a
+        # generated project's .python-version asks for, and would try to download one.
+        patch.delenv("PYENV_VERSION", raising=False)
+        # Some images set it (this CI machine's does). Without bytecode caching every Python
+        # process the tests start (each server worker, queue worker, generated suite) compiles
+        # FastAPI, SQLAlchemy and pydantic again: 2.8 s of CPU per import of app.main instead of
+        # 1.2 s, half of the CPU time a generated project's suite takes.
+        patch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
         yield
 
 
 @pytest.fixture(scope="session")
-def render(copie_session: Any) -> Render:
-    """Render the working tree of this repo with some answers (defaults for the rest), once each."""
-    rendered: dict[tuple[tuple[str, str], ...], Path] = {}
-
-    def _render(**answers: str) -> Path:
-        key = tuple(sorted(answers.items()))
-        if key not in rendered:
-            result = copie_session.copy(extra_answers=answers, template_dir=REPO, vcs_ref="HEAD")
-            assert result.exception is None, result.exception
-            rendered[key] = Path(result.project_dir)
-        return rendered[key]
-
-    return _render
+def shared_projects(tmp_path_factory: pytest.TempPathFactory) -> SharedProjects:
+    return SharedProjects(shared_root(tmp_path_factory.getbasetemp()))
 
 
 @pytest.fixture(scope="session")
-def synced() -> Callable[[Path], Path]:
-    """`uv sync` a rendered project once per session (uv's shared cache keeps it quick)."""
-    done: set[Path] = set()
+def render(shared_projects: SharedProjects) -> Render:
+    """Render this repo's working tree with some answers (defaults for the rest), once a run."""
+    return shared_projects.render
 
-    def _synced(project: Path) -> Path:
-        if project not in done:
-            run([UV, "sync", "--quiet"], project)
-            done.add(project)
-        return project
 
-    return _synced
+@pytest.fixture(scope="session")
+def synced(shared_projects: SharedProjects) -> Callable[[Path], Path]:
+    """`uv sync` a rendered project once a run (uv's shared cache keeps it quick)."""
+    return shared_projects.synced
+
+
+# Workers per CPU for `-n auto` (pyproject.toml). Most of a generated project's suite waits:
+# servers and workers starting, retries backing off, a killed job coming back. A second process
+# per CPU fills those waits with another project's mypy or render.
+XDIST_WORKERS_PER_CPU = 2
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    return XDIST_WORKERS_PER_CPU * len(os.sched_getaffinity(0))

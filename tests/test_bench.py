@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO, run
+from tests.commands import REPO, run
 
 pytestmark = pytest.mark.slow
 

@@ -13,46 +13,15 @@ import httpx2
 import pytest
 import yaml
 
-from tests.conftest import UV, Render, choice_values, run
+from tests.commands import UV, run
+from tests.conftest import Render, choice_values
+from tests.matrix import COMBINATIONS, combination_id
 
 pytestmark = pytest.mark.slow
 
 START_TIMEOUT_SECONDS = 60
 SERVERS = choice_values("server")
 POSTGRES_DRIVERS = {"sqlalchemy-asyncpg", "asyncpg", "sqlalchemy-psycopg"}
-
-# The answers that change code, each rendering running its whole toolchain and its own suite
-# (which starts its real server process and, with a queue, real workers) against the real
-# database and Redis it uses:
-# - every database server driver, with the default server, encoder, cache and queue, except
-#   Celery on raw asyncpg and on MariaDB (each database family once with each worker);
-# - every server x json_encoder pair on SQLite, each with one of the cache x queue pairs, so all
-#   nine of those pairs run too (the encoder changes the orders routes; the pairs, the wiring);
-# - every other Python version, on the defaults.
-CELERY_DRIVERS = {"asyncpg", "sqlalchemy-asyncmy"}
-CACHE_QUEUE_PAIRS = [
-    {"cache": cache, "queue": queue}
-    for cache in choice_values("cache")
-    for queue in choice_values("queue")
-]
-SERVER_ENCODER_PAIRS = [
-    {"server": server, "json_encoder": encoder}
-    for server in SERVERS
-    for encoder in choice_values("json_encoder")
-]
-COMBINATIONS = (
-    [
-        {"db_driver": driver, **({"queue": "celery"} if driver in CELERY_DRIVERS else {})}
-        for driver in choice_values("db_driver")
-        # SQLite runs nine times below, its defaults first.
-        if driver != "sqlalchemy-aiosqlite"
-    ]
-    + [
-        {**server_encoder, "db_driver": "sqlalchemy-aiosqlite", **cache_queue}
-        for server_encoder, cache_queue in zip(SERVER_ENCODER_PAIRS, CACHE_QUEUE_PAIRS, strict=True)
-    ]
-    + [{"python_version": version} for version in choice_values("python_version")[1:]]
-)
 
 Synced = Callable[[Path], Path]
 
@@ -79,7 +48,7 @@ def services_env(request: pytest.FixtureRequest, project: Path) -> dict[str, str
     return env
 
 
-@pytest.fixture(params=COMBINATIONS, ids=lambda answers: "-".join(answers.values()))
+@pytest.fixture(params=COMBINATIONS, ids=combination_id)
 def project(request: pytest.FixtureRequest, render: Render, synced: Synced) -> Project:
     path = synced(render(**request.param))
     return Project(path, services_env(request, path))

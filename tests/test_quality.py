@@ -2,7 +2,7 @@
 
 import sys
 
-from tests.conftest import REPO, run
+from tests.commands import REPO, run
 
 TOOLS = [sys.executable, "-m"]
 

@@ -8,7 +8,8 @@ import copier
 import pytest
 import yaml
 
-from tests.conftest import REPO, Render, choice_values, questions
+from tests.commands import REPO
+from tests.conftest import Render, choice_values, questions
 
 PYTHON_VERSIONS = choice_values("python_version")
 JINJA_LEFTOVER = re.compile(r"\{\{|\{%|\{#|\.jinja\b")

@@ -12,7 +12,8 @@ import pytest
 import yaml
 from packaging.version import Version
 
-from tests.conftest import REPO, choice_values, questions, run
+from tests.commands import REPO, run
+from tests.conftest import choice_values, questions
 from tests.releases import RELEASE_COMMITS, RELEASED_CHOICES, RELEASES, released_choices
 
 # Paths a project owns once they exist (see _skip_if_exists in copier.yml).

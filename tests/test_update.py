@@ -18,9 +18,15 @@ import copier
 import pytest
 import yaml
 
-from tests.conftest import GIT_IDENTITY, REPO, UV, run
+from tests.commands import GIT_IDENTITY, REPO, run
+from tests.matrix import (
+    COMBINATIONS,
+    NON_DEFAULT_ANSWERS,
+    SWITCH_BASE,
+    SWITCHES,
+)
+from tests.projects import SharedProjects, copy_template
 from tests.releases import RELEASE_COMMITS, RELEASES
-from tests.test_generated import services_env
 
 COPIER = str(Path(sys.executable).with_name("copier"))
 
@@ -35,18 +41,6 @@ TEMPLATE_CHANGE = "v999.1.0"
 RELEASE_NOTE_LINE = "# Added by a later template release.\n"
 NEW_TEMPLATE_FILE = "docs/runbook.md"
 TEMPLATE_DOTENV = "ENVIRONMENT=development\n"
-
-# Answers other than the defaults wherever a question has choices, on SQLite so that the projects
-# whose suites run need no database server.
-NON_DEFAULT_ANSWERS = {
-    "project_name": "Orders API",
-    "description": "Orders, updated for years.",
-    "python_version": "3.12",
-    "server": "granian",
-    "json_encoder": "msgspec",
-    "db_driver": "sqlalchemy-aiosqlite",
-    "cache": "memory",
-}
 
 # Not compared: what tools write into a project, never the template.
 UNCOMPARED_DIRS = {".git", ".venv", ".mypy_cache", ".ruff_cache", ".pytest_cache", "__pycache__"}
@@ -159,16 +153,7 @@ def template_history(tmp_path_factory: pytest.TempPathFactory) -> TemplateHistor
 
 
 def render(template: Path, destination: Path, ref: str, answers: Mapping[str, str]) -> Path:
-    copier.run_copy(
-        str(template),
-        destination,
-        data=dict(answers),
-        vcs_ref=ref,
-        defaults=True,
-        unsafe=False,
-        quiet=True,
-    )
-    return destination
+    return copy_template(template, destination, answers, ref)
 
 
 def rendered_and_committed(
@@ -376,43 +361,24 @@ def test_a_project_from_a_release_updates_to_exactly_a_fresh_rendering(
     assert not differences(project, updated_release.fresh)
 
 
-def passes_its_gates(request: pytest.FixtureRequest, project: Path) -> str:
-    """The generated project's own workflow, as tests/test_generated.py runs it; its summary."""
-    run([UV, "sync", "--quiet"], project)
-    run([UV, "run", "ruff", "check", "--no-fix"], project)
-    run([UV, "run", "ruff", "format", "--check"], project)
-    run([UV, "run", "mypy", "--strict"], project)
-    result = run(
-        [UV, "run", "pytest", "-q", "-p", "no:cacheprovider"],
-        project,
-        env=services_env(request, project),
-    )
-    return result.stdout.strip().splitlines()[-1]
+# The gates of an updated project (ruff, mypy, its own suite) are those of the same answers'
+# rendering in tests/test_generated.py: the update tests prove the files are the same, and the
+# matrix runs the gates, once, on a rendering every test of the run shares.
+MATRIX_ONLY = {".copier-answers.yml"}  # _src_path and _commit name another template copy
 
 
-@pytest.mark.slow
-def test_a_project_from_a_release_passes_its_gates_after_the_update(
-    request: pytest.FixtureRequest, updated_release: UpdatedRelease
+def test_a_project_from_a_release_has_the_files_whose_gates_the_matrix_runs(
+    updated_release: UpdatedRelease, shared_projects: SharedProjects
 ) -> None:
-    summary = passes_its_gates(request, updated_release.project)
+    assert NON_DEFAULT_ANSWERS in COMBINATIONS
 
-    assert " passed" in summary
-    assert " skipped" not in summary
+    matrix_project = shared_projects.render(**NON_DEFAULT_ANSWERS)
+
+    assert not differences(updated_release.project, matrix_project) - MATRIX_ONLY
 
 
 # -- Answer changes as feature switches ----------------------------------------------------------
 
-# A project with every switchable feature on a non-default value, then each switch the README
-# documents (`copier update --defaults --vcs-ref=:current: -d cache=redis`): one that swaps a
-# cache for another, one that adds a worker, one that swaps the server, one that removes the
-# database and everything on it.
-SWITCH_BASE = {
-    "db_driver": "sqlalchemy-aiosqlite",
-    "cache": "memory",
-    "queue": "none",
-    "server": "gunicorn",
-}
-SWITCHES = [("cache", "redis"), ("queue", "arq"), ("server", "granian"), ("db_driver", "none")]
 SWITCH_IDS = [f"{question}={value}" for question, value in SWITCHES]
 # What the generated README tells users to run, word for word.
 SWITCH_COMMAND = ["update", "--defaults", "--vcs-ref=:current:", "-d"]
@@ -469,18 +435,19 @@ def test_an_answer_change_switches_exactly_that_feature(
     assert not differences(result.project, result.fresh)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(("question", "value"), SWITCHES, ids=SWITCH_IDS)
-def test_a_switched_project_passes_its_gates(
-    request: pytest.FixtureRequest,
+def test_a_switched_project_has_the_files_whose_gates_the_matrix_runs(
     switched: Callable[[str, str], Switched],
+    shared_projects: SharedProjects,
     question: str,
     value: str,
 ) -> None:
-    summary = passes_its_gates(request, switched(question, value).project)
+    answers = {**SWITCH_BASE, question: value}
+    assert answers in COMBINATIONS
 
-    assert " passed" in summary
-    assert " skipped" not in summary
+    matrix_project = shared_projects.render(**answers)
+
+    assert not differences(switched(question, value).project, matrix_project) - MATRIX_ONLY
 
 
 def test_the_generated_readme_documents_the_tested_switch_command() -> None:

@@ -1,0 +1,75 @@
+"""The answer sets whose renderings run their whole toolchain, each there for a stated reason.
+
+tests/test_generated.py runs ruff, mypy --strict and the project's own suite on every one of
+them; tests/test_update.py proves that its updated and switched projects are, file for file, one
+of these renderings, so their gates are these gates (run once, not once per test file).
+"""
+
+from tests.conftest import choice_values
+
+# Answers other than the defaults wherever a question has choices, on SQLite so that the updated
+# projects need no database server: the project every update test starts from or ends at.
+NON_DEFAULT_ANSWERS = {
+    "project_name": "Orders API",
+    "description": "Orders, updated for years.",
+    "python_version": "3.12",
+    "server": "granian",
+    "json_encoder": "msgspec",
+    "db_driver": "sqlalchemy-aiosqlite",
+    "cache": "memory",
+}
+
+# A project with every switchable feature on a non-default value, then each switch the generated
+# README documents (`copier update --defaults --vcs-ref=:current: -d cache=redis`): one that swaps
+# a cache for another, one that adds a worker, one that swaps the server, one that removes the
+# database and everything on it.
+SWITCH_BASE = {
+    "db_driver": "sqlalchemy-aiosqlite",
+    "cache": "memory",
+    "queue": "none",
+    "server": "gunicorn",
+}
+SWITCHES = [("cache", "redis"), ("queue", "arq"), ("server", "granian"), ("db_driver", "none")]
+
+# - every database server driver, with the default server, encoder, cache and queue, except
+#   Celery on raw asyncpg and on MariaDB (each database family once with each worker);
+# - every server x json_encoder pair on SQLite, each with one of the cache x queue pairs, so all
+#   nine of those pairs run too (the encoder changes the orders routes; the pairs, the wiring);
+# - every other Python version, on the defaults;
+# - what the update tests end at: the non-default project and each switched one.
+CELERY_DRIVERS = {"asyncpg", "sqlalchemy-asyncmy"}
+CACHE_QUEUE_PAIRS = [
+    {"cache": cache, "queue": queue}
+    for cache in choice_values("cache")
+    for queue in choice_values("queue")
+]
+SERVER_ENCODER_PAIRS = [
+    {"server": server, "json_encoder": encoder}
+    for server in choice_values("server")
+    for encoder in choice_values("json_encoder")
+]
+UPDATED_ANSWERS = [
+    NON_DEFAULT_ANSWERS,
+    *({**SWITCH_BASE, question: value} for question, value in SWITCHES),
+]
+COMBINATIONS = (
+    [
+        {"db_driver": driver, **({"queue": "celery"} if driver in CELERY_DRIVERS else {})}
+        for driver in choice_values("db_driver")
+        # SQLite runs nine times below, its defaults first.
+        if driver != "sqlalchemy-aiosqlite"
+    ]
+    + [
+        {**server_encoder, "db_driver": "sqlalchemy-aiosqlite", **cache_queue}
+        for server_encoder, cache_queue in zip(SERVER_ENCODER_PAIRS, CACHE_QUEUE_PAIRS, strict=True)
+    ]
+    + [{"python_version": version} for version in choice_values("python_version")[1:]]
+    + UPDATED_ANSWERS
+)
+
+
+def combination_id(answers: dict[str, str]) -> str:
+    """A test id that names the answer set (the non-default one by its purpose, not its text)."""
+    if answers == NON_DEFAULT_ANSWERS:
+        return "non-default-answers"
+    return "-".join(answers.values())
