@@ -75,6 +75,8 @@ class SharedProjects:
     def __init__(self, root: Path) -> None:
         self.root = root / "projects"
         self.root.mkdir(parents=True, exist_ok=True)
+        # mypy's incremental cache, shared by every project's check (see test_generated.py).
+        self.mypy_cache = root / "mypy-cache"
 
     def render(self, **answers: str) -> Path:
         """The working tree of this repo rendered with these answers (defaults for the rest)."""
