@@ -32,10 +32,6 @@ SERVE_SETTINGS = {
     "LOG_LEVEL": "warning",
     # The pool is budget // workers: 20 connections, as the reference apps have.
     "DB__CONNECTION_BUDGET": "20",
-    # No worker recycling. With one worker, a recycle (every ~10,000 requests by default) stalls
-    # all traffic while the new worker boots: measured here, p95 2.5 s in a 20 s run. It would land
-    # in some rounds and not others, and the reference apps have none.
-    "SERVER__MAX_REQUESTS": "0",
 }
 
 # The cache-hit project's cache besides REDIS_URL: a TTL far beyond any run, so no document warmed

@@ -1,28 +1,23 @@
 """Generated projects pass their own gates: ruff, mypy --strict, their test suite, a real server."""
 
-import os
 import signal
-import socket
-import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
 import pytest
-import yaml
 
 from tests.commands import UV, run
 from tests.conftest import Render, choice_values
 from tests.matrix import COMBINATIONS, combination_id
 from tests.projects import SharedProjects
+from tests.serving import services_env, serving
 
 pytestmark = pytest.mark.slow
 
 START_TIMEOUT_SECONDS = 60
 SERVERS = choice_values("server")
-POSTGRES_DRIVERS = {"sqlalchemy-asyncpg", "asyncpg", "sqlalchemy-psycopg"}
 
 Synced = Callable[[Path], Path]
 
@@ -31,22 +26,6 @@ Synced = Callable[[Path], Path]
 class Project:
     path: Path
     env: dict[str, str]
-
-
-def services_env(request: pytest.FixtureRequest, project: Path) -> dict[str, str]:
-    """DATABASE_URL and REDIS_URL of real, throwaway servers, for projects that use them."""
-    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
-    driver = answers["db_driver"]
-    env = {}
-    if driver in POSTGRES_DRIVERS:
-        env["DATABASE_URL"] = request.getfixturevalue("postgres_server").url_for()
-    elif driver == "sqlalchemy-asyncmy":
-        env["DATABASE_URL"] = request.getfixturevalue("mariadb_server").url_for()
-    if driver != "none" and (
-        answers.get("cache") == "redis" or answers.get("queue", "none") != "none"
-    ):
-        env["REDIS_URL"] = request.getfixturevalue("redis_server").url
-    return env
 
 
 @pytest.fixture(params=COMBINATIONS, ids=combination_id)
@@ -85,13 +64,6 @@ def test_the_project_runs_on_its_python_version(project: Project) -> None:
     assert result.stdout.startswith(version + ".")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.mark.parametrize("server", SERVERS)
 def test_uv_run_serve_answers_livez(
     render: Render, synced: Synced, tmp_path: Path, server: str
@@ -104,40 +76,17 @@ def test_uv_run_serve_answers_livez(
         if combination.get("server") == server and combination.get("json_encoder") == "orjson"
     )
     project = synced(render(**answers))
-    port = free_port()
-    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port)}
-    log_path = tmp_path / "serve.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [UV, "run", "serve"],
-            cwd=project,
-            env=env,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
+    with serving(project, {}, tmp_path / "serve.log") as served:
+        response = httpx2.get(
+            f"{served.base_url}/livez", headers={"X-Request-ID": "ci-1"}, timeout=10
         )
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while True:
-            assert process.poll() is None, f"serve exited early:\n{log_path.read_text()}"
-            assert time.monotonic() < deadline, f"no answer in time:\n{log_path.read_text()}"
-            try:
-                response = httpx2.get(
-                    f"http://127.0.0.1:{port}/livez", headers={"X-Request-ID": "ci-1"}, timeout=1
-                )
-                break
-            except httpx2.TransportError:
-                time.sleep(0.2)
+
         assert response.status_code == 200
         assert response.json() == {"status": "ok"}
         assert response.headers["x-request-id"] == "ci-1"
         assert response.headers["server-timing"].startswith("app;dur=")
-        assert f'"starting {server}"' in log_path.read_text()
+        assert f'"starting {server}"' in served.log_text()
         # As Kubernetes does: SIGTERM to the top process only (uv forwards it to the server);
         # signalling the whole group would hit the workers behind their supervisor's back.
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=START_TIMEOUT_SECONDS) == 0, log_path.read_text()
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        served.process.send_signal(signal.SIGTERM)
+        assert served.process.wait(timeout=START_TIMEOUT_SECONDS) == 0, served.log_text()
