@@ -9,7 +9,6 @@ passes it on), then SIGKILL to whatever of its session is left.
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
@@ -21,6 +20,7 @@ import pytest
 import yaml
 
 from tests.commands import UV, run
+from tests.services import free_port
 
 START_TIMEOUT_SECONDS = 60
 STOP_TIMEOUT_SECONDS = 60
@@ -54,13 +54,6 @@ def migrated_and_seeded(project: Path, env: Mapping[str, str], *, orders: int, i
     run([UV, "run", "alembic", "upgrade", "head"], project, env=env)
     seed = ["python", "-m", "app.seed", "--orders", str(orders), "--items-per-order", str(items)]
     run([UV, "run", *seed], project, env=env)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)
