@@ -1,12 +1,14 @@
 """Every failure becomes a JSON problem body (RFC 9457) with the request id, never a traceback."""
 
 import logging
+import re
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -16,6 +18,26 @@ from app.responses import encode_json
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
+
+
+class FieldError(BaseModel):
+    """One reason a request was refused: where in the request, and what is wrong there."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """The body of every error response (RFC 9457 problem details), for the OpenAPI document."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    request_id: str
+    # 422 only: each invalid part of the request.
+    errors: list[FieldError] | None = None
 
 
 class ServiceUnavailableError(Exception):
@@ -42,10 +64,26 @@ def problem(
     return Response(encode_json(body), status, headers=headers, media_type=PROBLEM_JSON)
 
 
-async def _http_exception(_request: Request, exc: Exception) -> Response:
+async def _http_exception(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, HTTPException):
         raise exc
-    return problem(exc.status_code, exc.detail, headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:
+        allow = _allowed_methods(request, (headers or {}).get("Allow", ""))
+        headers = {**(headers or {}), "Allow": allow}
+    return problem(exc.status_code, exc.detail, headers=headers)
+
+
+def _allowed_methods(request: Request, allow: str) -> str:
+    """Every method the API serves on this path. Starlette's 405 names only the first route's:
+    `Allow: GET` for GET /orders, though POST /orders exists (RFC 9110 wants them all). The
+    OpenAPI document knows them all (it is built once and kept); probes stay as Starlette says."""
+    methods = {method.strip() for method in allow.split(",") if method.strip()}
+    path = request.url.path
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        if re.fullmatch(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)), path):
+            methods |= {method.upper() for method in operations}
+    return ", ".join(sorted(methods))
 
 
 async def _validation_error(_request: Request, exc: Exception) -> Response:

@@ -21,6 +21,7 @@ def app(app: FastAPI) -> FastAPI:
         raise ServiceUnavailableError("The database is unavailable.", retry_after=3)
 
     app.add_api_route("/_test/number", needs_a_number)
+    app.add_api_route("/_test/number", needs_a_number, methods=["PUT"])
     app.add_api_route("/_test/crash", crashes)
     app.add_api_route("/_test/unavailable", database_down)
     return app
@@ -83,3 +84,12 @@ async def test_wrong_method_is_a_405_problem(client: httpx2.AsyncClient) -> None
 
     assert_problem(response, 405)
     assert response.headers["allow"] == "GET"
+
+
+async def test_405_allows_every_method_of_the_path_not_only_the_first_routes(
+    client: httpx2.AsyncClient,
+) -> None:
+    response = await client.delete("/_test/number")
+
+    assert_problem(response, 405)
+    assert response.headers["allow"] == "GET, PUT"

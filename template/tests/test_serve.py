@@ -216,3 +216,32 @@ def test_serve_refuses_bad_configuration_with_one_line() -> None:
     assert result.stderr.strip().startswith("invalid configuration: PORT")
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
+
+
+def send_raw(base_url: str, request: bytes) -> bytes:
+    """`request` as raw bytes on a new connection; the start of what comes back (b"" if cut)."""
+    host, port = base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=TIMEOUT_SECONDS) as sock:
+        try:
+            sock.sendall(request)
+            return sock.recv(200)
+        except ConnectionError:
+            return b""
+
+
+def head_with_header(size: int) -> bytes:
+    return b"GET /livez HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * size + b"\r\n\r\n"
+
+
+def test_a_request_head_over_the_limit_is_a_431_from_the_server(start_server: Any) -> None:
+    server = start_server(WEB_CONCURRENCY="1", SERVER__MAX_HEADER_BYTES="16384")
+
+    under = send_raw(server.base_url, head_with_header(12_000))
+    over = send_raw(server.base_url, head_with_header(20_000))
+    # Megabytes are not read to the end: the connection is answered or cut while they arrive.
+    flood = send_raw(server.base_url, head_with_header(20_000_000))
+
+    assert under.startswith(b"HTTP/1.1 200")
+    assert over.startswith(b"HTTP/1.1 431")
+    assert flood == b"" or flood.startswith(b"HTTP/1.1 431")
+    assert httpx2.get(f"{server.base_url}/livez").status_code == 200

@@ -9,6 +9,9 @@ OrderStatus = Literal["pending", "confirmed", "cancelled"]
 # At most this many orders per page: a page is one indexed range scan, never a table scan.
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
+# Ids are BIGINT columns: a larger number can name no row, and the driver would refuse to send it
+# (a 500 if it reached the database), so requests are refused with it at validation, as a 422.
+MAX_ID = 2**63 - 1
 
 
 class Customer(BaseModel):
@@ -52,7 +55,8 @@ class OrderPage(BaseModel):
 
 
 class NewItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: the schema says integer, so true, "5" and 5.0 are refused rather than coerced.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     sku: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
     quantity: Annotated[int, Field(ge=1, le=10_000)]
@@ -62,9 +66,9 @@ class NewItem(BaseModel):
 class NewOrder(BaseModel):
     """POST /orders: validated before anything touches the database."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    customer_id: Annotated[int, Field(ge=1)]
+    customer_id: Annotated[int, Field(ge=1, le=MAX_ID)]
     items: Annotated[list[NewItem], Field(min_length=1, max_length=500)]
 
 
