@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from bench._errors import BenchError
+from tests.services import ServiceError, postgres
 
 REPO = Path(__file__).resolve().parents[1]
 ANSWERS_FILE = ".copier-answers.yml"
@@ -148,6 +150,15 @@ def python_version(python: Path) -> str:
 
 def sync(uv: str, project: Path) -> None:
     run([uv, "sync", "--quiet"], project, f"uv sync in {project.name}")
+
+
+def start_database(stack: ExitStack) -> str:
+    """A throwaway PostgreSQL, stopped with `stack`; its plain postgresql:// URL."""
+    try:
+        database = stack.enter_context(postgres())
+    except ServiceError as error:
+        raise BenchError(f"cannot start PostgreSQL: {error}") from error
+    return database.url_for()
 
 
 def migrate_and_seed(

@@ -46,7 +46,7 @@ from bench._run import (
     uv_binary,
 )
 from bench._servers import Server, log_tail, start
-from tests.services import LOOPBACK, ServiceError, postgres
+from tests.services import LOOPBACK
 
 # About 10 s of requests per state: the breaker probes Redis once per 5 s while open, so the
 # probes' cost is measured along with the failures that open it.
@@ -228,15 +228,6 @@ class HangingListener:
         self._socket.close()
 
 
-def start_database(stack: ExitStack) -> str:
-    """A throwaway PostgreSQL, stopped with `stack`; its plain postgresql:// URL."""
-    try:
-        database = stack.enter_context(postgres())
-    except ServiceError as error:
-        raise BenchError(f"cannot start PostgreSQL: {error}") from error
-    return database.url_for()
-
-
 def client_settings(uv: str, project: Path, env: dict[str, str]) -> ClientSettings:
     """Run CLIENT_SETTINGS_CODE in the project, in the environment the service gets."""
     command = [uv, "run", "python", "-c", CLIENT_SETTINGS_CODE]
@@ -356,7 +347,7 @@ def run(options: Options) -> tuple[str, list[str]]:
         python_version = _projects.python_version(_projects.interpreter(project))
         with ExitStack() as stack:
             say("starting PostgreSQL")
-            database = start_database(stack)
+            database = _projects.start_database(stack)
             say(f"migrating and seeding: {options.orders} orders x {options.items_per_order} items")
             _projects.migrate_and_seed(
                 uv,

@@ -2,8 +2,9 @@
 
 `bench` checks that the five apps return the same documents, that the projects make one query per
 document (the cache-hit one none, every request a hit); `bench.redis_outage` that the cache-hit
-project answers every request with 200 while its Redis is up, refuses and hangs. Neither test
-asserts anything about speed (that is the full runs' job, on a quiet machine).
+project answers every request with 200 while its Redis is up, refuses and hangs;
+`bench.admission` that overload gets only 200s and 503s. No test asserts anything about speed
+(that is the full runs' job, on a quiet machine).
 """
 
 import sys
@@ -39,4 +40,15 @@ def test_redis_outage_smoke_answers_every_request_in_every_state() -> None:
     report = (REPO / "bench" / "results" / "REDIS_OUTAGE_SMOKE.md").read_text()
     for state in ("up", "refused", "hanging"):
         assert f"| {state} |" in report, state
+    assert "Traceback" not in result.stderr
+
+
+def test_admission_smoke_answers_only_200_or_503() -> None:
+    # run() fails the test unless the command exits 0: no answer but 200 or 503, in any row.
+    result = run([sys.executable, "-m", "bench.admission", "--smoke"], REPO)
+
+    report = (REPO / "bench" / "results" / "ADMISSION_SMOKE.md").read_text()
+    for setting in ("as shipped", "admission off"):
+        for connections in (16, 48):
+            assert f"| {setting} | {connections} |" in report, (setting, connections)
     assert "Traceback" not in result.stderr
