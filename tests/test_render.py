@@ -1,6 +1,7 @@
 """Rendering: the template makes a clean, consistent project from its answers, with no --trust."""
 
 import re
+import shlex
 import tomllib
 from pathlib import Path
 
@@ -95,9 +96,58 @@ def test_dockerfile_runs_serve_in_exec_form_as_non_root(render: Render) -> None:
 
     assert 'CMD ["serve"]' in dockerfile
     assert scripts["serve"] == "app.serve:main"
-    assert re.search(r"^USER app$", dockerfile, re.MULTILINE)
     assert "--locked" in dockerfile
     assert {".venv", ".env", ".git"} <= set((project / ".dockerignore").read_text().split())
+
+
+# The user is checked by every answer that changes the runtime stage: a database (migrations in
+# /srv), SQLite (a data directory of the app's own), none; and gunicorn's heartbeat files.
+@pytest.mark.parametrize(
+    "answers", [{}, {"db_driver": "sqlalchemy-aiosqlite"}, {"db_driver": "none"}], ids=str
+)
+def test_the_image_runs_as_a_numeric_non_root_user_and_writes_nothing(
+    render: Render, answers: dict[str, str]
+) -> None:
+    project = render(**answers)
+    build, runtime = (project / "Dockerfile").read_text().split(" AS runtime\n")
+    users = re.findall(r"^USER (\S+)$", runtime, re.MULTILINE)
+
+    # Numeric, or Kubernetes' runAsNonRoot cannot tell that it is not root.
+    assert len(users) == 1
+    uid, _, gid = users[0].partition(":")
+    assert re.fullmatch(r"[1-9][0-9]*", uid)
+    assert re.fullmatch(r"[1-9][0-9]*", gid)
+    assert f"--uid {uid} " in runtime
+    assert f"--gid {gid} " in runtime
+    # The code is root's (no --chown), bytecode compiled at build time, none written at run time.
+    assert "--chown" not in runtime
+    assert "UV_COMPILE_BYTECODE=1" in build
+    assert "PYTHONDONTWRITEBYTECODE=1" in runtime
+    gunicorn_conf = (project / "app" / "gunicorn_conf.py").read_text()
+    assert '"worker_tmp_dir": "/dev/shm"' in gunicorn_conf
+    if answers.get("db_driver") == "sqlalchemy-aiosqlite":
+        # The only place the app writes: its database's volume, whose mount point it owns.
+        compose = yaml.safe_load((project / "compose.yaml").read_text())["services"]["app"]
+        assert compose["environment"]["DATABASE_URL"].startswith("sqlite:////data/")
+        assert "app-data:/data" in compose["volumes"]
+        assert "install --directory --owner=app --group=app /data\n" in runtime
+
+
+def test_pre_commit_audits_the_locked_dependencies_and_fails_closed(render: Render) -> None:
+    project = render()
+    config = yaml.safe_load((project / ".pre-commit-config.yaml").read_text())
+    hooks = {hook["id"]: hook for repo in config["repos"] for hook in repo["hooks"]}
+    audit = hooks["pip-audit"]
+    shell, flag, script = shlex.split(audit["entry"])
+
+    assert (shell, flag) == ("sh", "-c")
+    assert all(re.search(audit["files"], name) for name in ["uv.lock", "pyproject.toml"])
+    assert not re.search(audit["files"], "app/main.py")
+    assert audit["pass_filenames"] is False
+    # What uv.lock pins, by a pinned pip-audit that fails on a package it cannot look up.
+    assert script.startswith("uv export --frozen ")
+    assert re.search(r"\| uvx pip-audit@\d+\.\d+\.\d+ --strict ", script)
+    assert "pre-commit run pip-audit --all-files" in (project / "README.md").read_text()
 
 
 def test_copy_works_without_trust(tmp_path: Path) -> None:
@@ -257,3 +307,11 @@ def test_compose_file_is_valid_yaml_with_the_app_environment(
     if "worker" in services:
         assert services["worker"]["command"] == ["worker"]
         assert services["worker"]["environment"]["DATABASE_URL"]
+    # Every container of the project's image as production runs it: nothing writable but /tmp.
+    ours = {name for name, service in services.items() if service.get("build") == "."}
+    assert "app" in ours
+    for name in ours:
+        assert services[name]["read_only"] is True, name
+        assert services[name]["tmpfs"] == ["/tmp"], name  # noqa: S108 (a path in the file)
+        assert services[name]["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in services[name]["security_opt"], name
