@@ -21,6 +21,8 @@ import httpx2
 # microseconds, and retrying at once would only spin.
 RECONNECT_PAUSE_SECONDS = 0.01
 STOP_TIMEOUT_SECONDS = 60
+CONDITION_TIMEOUT_SECONDS = 60
+POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,29 @@ class Load:
     def between(self, start: float, end: float) -> list[Sample]:
         """The samples of requests that started in [start, end)."""
         return [sample for sample in self.samples if start <= sample.started < end]
+
+    def ended_since(self, since: float, status: int | None = None) -> list[Sample]:
+        """Requests that started at or after `since` and have ended (with `status`, if given)."""
+        return [
+            sample
+            for sample in list(self.samples)
+            if sample.started >= since and (status is None or sample.status == status)
+        ]
+
+    def wait_for(self, what: str, condition: Callable[[], bool]) -> float:
+        """Poll `condition()` (about what the load saw) until it holds; the time it first did.
+
+        A guard of CONDITION_TIMEOUT_SECONDS against a hang, not a speed limit: it fails the test
+        with `what`, and with the load generator's own failure if it has one.
+        """
+        deadline = time.monotonic() + CONDITION_TIMEOUT_SECONDS
+        while not condition():
+            if self._failure is not None:
+                raise RuntimeError("the load generator itself failed") from self._failure
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not within {CONDITION_TIMEOUT_SECONDS} s: {what}")
+            time.sleep(POLL_SECONDS)
+        return time.monotonic()
 
     def _run(self) -> None:
         try:

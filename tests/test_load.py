@@ -2,10 +2,14 @@
 
 Each server choice, with one worker and with two, is served by `uv run serve` with nothing but
 its database and Redis set, and loaded with wrk (32 keep-alive connections) on GET /orders/{id}.
-No request may fail: no connect, read or write error, no timeout, no status outside 2xx.
+No request may fail: no connect, read or write error, no timeout, no status outside 2xx. Then
+each server is stopped by SIGTERM under load (tests/loadgen.py, which knows when each request
+began): every request sent before the signal is answered with a 200.
 Speed is the benchmark's business; wrk's figures are printed for the record, never asserted.
 """
 
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +17,7 @@ import pytest
 
 from bench import _wrk
 from tests.conftest import Render, choice_values
+from tests.loadgen import Load
 from tests.matrix import COMBINATIONS
 from tests.serving import migrated_and_seeded, services_env, serving
 
@@ -21,6 +26,24 @@ pytestmark = pytest.mark.slow
 ORDERS, ITEMS = 50, 20
 LOAD_SECONDS = 5
 CONNECTIONS = 32
+# A guard against a hang, not a speed limit: the drain takes well under a second here.
+TERM_TIMEOUT_SECONDS = 60
+
+
+def _sqlite_rendering(server: str) -> dict[str, str]:
+    """A rendering the matrix tests anyway, with this server, on SQLite: every test gets a
+    database of its own in tmp_path."""
+    return next(
+        combination
+        for combination in COMBINATIONS
+        if combination.get("server") == server
+        and combination.get("db_driver") == "sqlalchemy-aiosqlite"
+        and combination.get("json_encoder") == "orjson"
+    )
+
+
+def _order_path(number: int) -> str:
+    return f"/orders/{number % ORDERS + 1}"
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -33,16 +56,7 @@ def test_sustained_load_loses_no_request(
     server: str,
     workers: int,
 ) -> None:
-    # A rendering the matrix tests anyway (SQLite, so every worker count gets a database of its
-    # own in tmp_path), with this server.
-    answers = next(
-        combination
-        for combination in COMBINATIONS
-        if combination.get("server") == server
-        and combination.get("db_driver") == "sqlalchemy-aiosqlite"
-        and combination.get("json_encoder") == "orjson"
-    )
-    project = synced(render(**answers))
+    project = synced(render(**_sqlite_rendering(server)))
     env = {
         **services_env(request, project),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'load.db'}",
@@ -62,3 +76,39 @@ def test_sustained_load_loses_no_request(
     print(f"{server}, {workers} worker(s): {result}")
     assert result.requests > 0
     assert result.error_count == 0, result.errors
+
+
+@pytest.mark.parametrize("server", choice_values("server"))
+def test_sigterm_under_load_fails_no_request_in_flight(
+    request: pytest.FixtureRequest,
+    render: Render,
+    synced: Callable[[Path], Path],
+    tmp_path: Path,
+    server: str,
+) -> None:
+    # Shipped settings: as many workers as CPUs, SERVER__GRACEFUL_TIMEOUT 20 s.
+    project = synced(render(**_sqlite_rendering(server)))
+    env = {**services_env(request, project), "DATABASE_URL": f"sqlite:///{tmp_path / 'term.db'}"}
+    migrated_and_seeded(project, env, orders=ORDERS, items=ITEMS)
+
+    with (
+        serving(project, env, tmp_path / "serve.log") as served,
+        Load(served.base_url, _order_path, connections=CONNECTIONS) as load,
+    ):
+        load.wait_for("steady load", lambda: len(load.ended_since(0, 200)) >= 200)
+        terminated = time.monotonic()
+        # As Kubernetes stops a pod: SIGTERM to the container's first process (uv, which passes
+        # it on to the server).
+        served.process.send_signal(signal.SIGTERM)
+        code = served.process.wait(timeout=TERM_TIMEOUT_SECONDS)
+
+    samples = list(load.samples)
+    in_flight = [sample for sample in samples if sample.started < terminated]
+    failed = [sample for sample in in_flight if sample.status != 200]
+    after = [sample for sample in samples if sample.started >= terminated]
+    print(
+        f"{server}: {len(in_flight)} requests before SIGTERM, {len(after)} after it"
+        f" ({sum(sample.status == 200 for sample in after)} answered while draining)"
+    )
+    assert code == 0, served.log_text()
+    assert failed == [], failed[:5]
