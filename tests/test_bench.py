@@ -49,6 +49,6 @@ def test_admission_smoke_answers_only_200_or_503() -> None:
 
     report = (REPO / "bench" / "results" / "ADMISSION_SMOKE.md").read_text()
     for setting in ("as shipped", "admission off"):
-        for connections in (16, 48):
+        for connections in (64, 192):
             assert f"| {setting} | {connections} |" in report, (setting, connections)
     assert "Traceback" not in result.stderr
