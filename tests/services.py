@@ -117,9 +117,42 @@ class _DatabaseServer:
 
 @dataclass(frozen=True)
 class Postgres(_DatabaseServer):
-    """PostgreSQL; url_for("asyncpg" | "psycopg" | "")."""
+    """PostgreSQL; url_for("asyncpg" | "psycopg" | "").
+
+    One this session started can be taken down and up again (`stopped()`) or frozen (`paused()`),
+    for tests of what an application does when its database fails under it.
+    """
 
     SCHEME: ClassVar[str] = "postgresql"
+    _server: "ServerProcess | None" = field(default=None, repr=False, compare=False)
+
+    def _own_server(self) -> "ServerProcess":
+        if self._server is None:
+            raise ServiceError("TEST_POSTGRES_URL names a server this session does not own")
+        return self._server
+
+    @contextlib.contextmanager
+    def stopped(self) -> Iterator[None]:
+        """Down for the block (a fast shutdown: clients are disconnected), up again after it."""
+        server = self._own_server()
+        server.stop()
+        try:
+            yield
+        finally:
+            server.start()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """The postmaster and every backend SIGSTOPped for the block: a hung database.
+
+        The kernel still accepts connections and acknowledges what clients send; nothing answers.
+        """
+        server = self._own_server()
+        server.signal_all(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            server.signal_all(signal.SIGCONT)
 
 
 @dataclass(frozen=True)
@@ -204,6 +237,18 @@ class ServerProcess:
                     f"command: {shlex.join(self.command)}\n--- log tail ---\n{self.log_tail()}"
                 )
             time.sleep(POLL_SECONDS)
+
+    def signal_all(self, signum: signal.Signals) -> None:
+        """Signal the server, then every process it forked (PostgreSQL's backends each call
+        setsid(), so a signal to the server's process group would miss them)."""
+        if self._process is None:
+            raise ServiceError(f"{self.name} is not running")
+        pid = self._process.pid
+        os.kill(pid, signum)
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        for child in map(int, children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
 
     def stop(self) -> None:
         """Stop the server cleanly (forcefully after a timeout) and reap it; idempotent."""
@@ -537,7 +582,7 @@ def postgres() -> Iterator[Postgres]:
                 cwd=tmp,
             )
 
-        with _running(server_for) as (_, port):
+        with _running(server_for) as (server, port):
             # Plain identifiers and a hex password: nothing here needs quoting.
             superuser = [
                 str(bindir / "psql"),
@@ -567,7 +612,7 @@ def postgres() -> Iterator[Postgres]:
                 "creating the PostgreSQL role and database",
                 cwd=tmp,
             )
-            yield Postgres(LOOPBACK, port, APP_NAME, password, DATABASE_NAME)
+            yield Postgres(LOOPBACK, port, APP_NAME, password, DATABASE_NAME, server)
 
 
 # --- MariaDB -----------------------------------------------------------------------------------
