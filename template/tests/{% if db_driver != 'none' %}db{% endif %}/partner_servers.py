@@ -67,13 +67,22 @@ class PartnerServer:
     async def _serve(self, stream: SocketStream) -> None:
         async with stream:
             buffered = BufferedByteReceiveStream(stream)
+            served = 0
             try:
                 # HTTP/1.1 keeps the connection for the client's next request.
                 while received := await _read_request(buffered):
+                    served += 1
                     if not await self._respond(received, stream, buffered):
                         return
             except GONE:
-                return
+                pass  # the client closed the connection
+            if not served:
+                # The client connected and gave up before its whole request was sent: on a loaded
+                # machine a short deadline can pass between the connect and the send. The
+                # pooled client never opens a connection it does not use, so this is the same
+                # abandonment as one that waits for the answer.
+                self.journal.append(f"{self.name} abandoned before its request")
+                self.abandoned.set()
 
     async def _respond(
         self, received: Received, stream: SocketStream, buffered: BufferedByteReceiveStream

@@ -156,6 +156,22 @@ async def test_a_partner_slower_than_its_timeout_is_a_504_naming_it(
     assert body["detail"] == f"The {slow} partner did not answer within 0.2 s."
 
 
+@pytest.mark.parametrize("partner_timeouts", [{"shipping": 5.0, "tax": 0.001}], ids=["1 ms"])
+async def test_a_deadline_that_passes_before_the_request_is_sent_is_a_504_too(
+    client: httpx2.AsyncClient, partners: Partners
+) -> None:
+    # What a loaded machine does to a short deadline: it can pass between connect and send.
+    partners["tax"].until = anyio.Event()
+
+    with anyio.fail_after(HANG_GUARD_SECONDS):
+        response = await client.get("/orders/7/quote")
+        # The service closed the connection it had opened, request sent or not.
+        await partners["tax"].abandoned.wait()
+
+    body = assert_problem(response, 504)
+    assert body["detail"] == "The tax partner did not answer within 0.001 s."
+
+
 async def answers_500(partner: PartnerServer) -> None:
     partner.status = 500
 
