@@ -6,7 +6,8 @@ invalid input (bounded examples per operation, a fixed seed), then stateful sequ
 one response into the next request (POST /orders, then GET it). Every response must be no 5xx,
 and match its operation's documented status codes, content type, headers and schema; the routes
 that pass database-built bytes through are held to their declared response_model this way, and
-every error to the Problem schema under application/problem+json.
+every error to the Problem schema under application/problem+json, and no error body may carry
+internals (tests/fuzz_checks.py).
 
 Renderings: every database driver on the default encoder, and the other two encoders on SQLite.
 (db_driver=none publishes no operation: its probes stay out of the document.)
@@ -22,8 +23,9 @@ from typing import Any
 
 import pytest
 
-from tests.commands import run
+from tests.commands import REPO, run
 from tests.conftest import Render, choice_values
+from tests.fuzz_checks import internals_in
 from tests.matrix import COMBINATIONS, combination_id
 from tests.serving import answers_of, migrated_and_seeded, services_env, serving
 
@@ -146,9 +148,22 @@ def test_fuzzing_finds_no_server_error_and_no_undocumented_response(
                 "--no-color",
             ],
             tmp_path,
+            # The template's own checks (tests/fuzz_checks.py) run with schemathesis's.
+            env={"SCHEMATHESIS_HOOKS": "tests.fuzz_checks", "PYTHONPATH": str(REPO)},
             check=False,
         )
 
     assert result.returncode == 0, (
         f"{result.stdout[-8000:]}\n--- serve log ---\n" + (served.log_text()[-4000:])
     )
+
+
+def test_the_internals_check_finds_an_exception_in_a_body() -> None:
+    # What a handler that answered str(error) would send: the check must see it.
+    leaked = (
+        '{"detail": "(sqlalchemy.dialects.postgresql.asyncpg.Error) <class \'asyncpg.exceptions.'
+        "QueryCanceledError'>: canceling statement\\n[SQL: SELECT 1]\"}"
+    )
+    assert internals_in(leaked)
+    assert internals_in('Traceback (most recent call last):\n  File "/srv/app/db.py", line 1')
+    assert internals_in('{"detail": "The database is unavailable; retry shortly."}') == []
