@@ -162,10 +162,12 @@ def test_postgres_hanging_mid_load_every_request_ends_as_503_and_the_pool_recove
     driver: str,
 ) -> None:
     project, env = _served_project(request, render, synced, driver, own_postgres)
-    # One worker, so its pool (the whole budget) is what the load reaches; a 1 s statement
-    # timeout, so the bound under test (statement timeout + hang grace, or the pool timeout for
-    # a request waiting for a connection, or the connect timeout for a new one) is a few seconds.
-    env |= {"WEB_CONCURRENCY": "1", "DB__STATEMENT_TIMEOUT": "1"}
+    # One worker with a pool of 4 under 8 clients: every pooled connection is in a hung
+    # statement, so one that leaked (never given back) would starve every request after the thaw.
+    # A 1 s statement timeout, so the bound under test (statement timeout + hang grace, or the
+    # pool timeout for a request waiting for a connection, or the connect timeout for a new one)
+    # is a few seconds.
+    env |= {"WEB_CONCURRENCY": "1", "DB__CONNECTION_BUDGET": "4", "DB__STATEMENT_TIMEOUT": "1"}
 
     with (
         serving(project, env, tmp_path / "serve.log") as served,
