@@ -45,6 +45,9 @@ class PartnerServer:
     abandoned: anyio.Event = field(default_factory=anyio.Event)
     _listening: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     _closed: anyio.Event = field(default_factory=anyio.Event)
+    # Connections open now; the event is set each time the last one closes.
+    _open: int = 0
+    _none_open: anyio.Event = field(default_factory=anyio.Event)
 
     async def start(self, servers: TaskGroup) -> None:
         listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
@@ -64,25 +67,29 @@ class PartnerServer:
                 await listener.serve(self._serve)
         self._closed.set()
 
+    async def all_connections_closed(self) -> None:
+        """Until no client connection to this partner is open (what a client that gave up on it
+        leaves behind, whether its deadline passed before, during or after sending)."""
+        while self._open:
+            self._none_open = anyio.Event()
+            await self._none_open.wait()
+
     async def _serve(self, stream: SocketStream) -> None:
-        async with stream:
-            buffered = BufferedByteReceiveStream(stream)
-            served = 0
-            try:
-                # HTTP/1.1 keeps the connection for the client's next request.
-                while received := await _read_request(buffered):
-                    served += 1
-                    if not await self._respond(received, stream, buffered):
-                        return
-            except GONE:
-                pass  # the client closed the connection
-            if not served:
-                # The client connected and gave up before its whole request was sent: on a loaded
-                # machine a short deadline can pass between the connect and the send. The
-                # pooled client never opens a connection it does not use, so this is the same
-                # abandonment as one that waits for the answer.
-                self.journal.append(f"{self.name} abandoned before its request")
-                self.abandoned.set()
+        self._open += 1
+        try:
+            async with stream:
+                buffered = BufferedByteReceiveStream(stream)
+                try:
+                    # HTTP/1.1 keeps the connection for the client's next request.
+                    while received := await _read_request(buffered):
+                        if not await self._respond(received, stream, buffered):
+                            return
+                except GONE:
+                    return
+        finally:
+            self._open -= 1
+            if not self._open:
+                self._none_open.set()
 
     async def _respond(
         self, received: Received, stream: SocketStream, buffered: BufferedByteReceiveStream
