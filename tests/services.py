@@ -517,9 +517,10 @@ def postgres_from_url(env_var: str = "TEST_POSTGRES_URL") -> Postgres:
 
 
 @contextlib.contextmanager
-def postgres() -> Iterator[Postgres]:
-    """A PostgreSQL server for as long as the block runs (or the one TEST_POSTGRES_URL names)."""
-    if os.environ.get("TEST_POSTGRES_URL"):
+def postgres(*, from_env: bool = True) -> Iterator[Postgres]:
+    """A PostgreSQL server for as long as the block runs (or the one TEST_POSTGRES_URL names,
+    unless `from_env` is False: a test that stops or freezes its server needs one of its own)."""
+    if from_env and os.environ.get("TEST_POSTGRES_URL"):
         yield postgres_from_url()
         return
     bindir = postgres_bindir()

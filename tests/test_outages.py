@@ -33,8 +33,9 @@ STEADY_SAMPLES = 100
 
 @pytest.fixture
 def own_postgres() -> Iterator[Postgres]:
-    """A PostgreSQL of this test alone: stopping or freezing it disturbs no other test."""
-    with postgres() as server:
+    """A PostgreSQL of this test alone: stopping or freezing it disturbs no other test (and
+    never a server that TEST_POSTGRES_URL names)."""
+    with postgres(from_env=False) as server:
         yield server
 
 
