@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from bench._errors import BenchError
+from bench._procs import free_port
 from tests.services import ServiceError, postgres
 
 REPO = Path(__file__).resolve().parents[1]
@@ -188,6 +189,8 @@ def serve_env(
         {
             "HOST": "127.0.0.1",
             "PORT": str(port),
+            # Metrics stay on, as users get them, on a port of their own: services run side by side.
+            "METRICS__PORT": str(free_port()),
             "DATABASE_URL": database_url,
             **SERVE_SETTINGS,
             **cache,

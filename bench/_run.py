@@ -30,15 +30,26 @@ RESULTS = BENCH / "results"
 POOL_SIZE = 20
 
 # Table order: the baseline, what the template generates, the ceiling.
-VARIANT_NAMES = ("naive", "default", "asyncpg", "cache-hit", "limit")
+VARIANT_NAMES = (
+    "naive",
+    "default",
+    "default-no-metrics",
+    "asyncpg",
+    "cache-hit",
+    "cache-hit-no-metrics",
+    "limit",
+)
 PROJECT_ANSWERS = {
     "default": {},
+    # What the default's metrics cost: the same project without them (the one answer changed).
+    "default-no-metrics": {"metrics": "none"},
     "asyncpg": {"db_driver": "asyncpg"},
     # The default project with the template's Redis cache-aside of the document bytes.
     "cache-hit": {"cache": "redis"},
+    "cache-hit-no-metrics": {"cache": "redis", "metrics": "none"},
 }
 # Served with a Redis, warmed before the checks, and measured on cache hits only.
-CACHE_HIT_VARIANTS = frozenset({"cache-hit"})
+CACHE_HIT_VARIANTS = frozenset({"cache-hit", "cache-hit-no-metrics"})
 
 
 @dataclass(frozen=True)
@@ -387,8 +398,10 @@ REFERENCE_VARIANTS = {
 
 PROJECT_LABELS = {
     "default": "template defaults",
+    "default-no-metrics": "template defaults, metrics none",
     "asyncpg": "template",
     "cache-hit": "template defaults, Redis cache hit",
+    "cache-hit-no-metrics": "template defaults, Redis cache hit, metrics none",
 }
 
 

@@ -32,6 +32,10 @@ RELEASED_CHOICES: dict[str, dict[str, tuple[str, ...]]] = {
     "0.2.0": {
         "queue": ("arq", "celery", "none"),
     },
+    # Unreleased: the next release's.
+    "0.3.0": {
+        "metrics": ("prometheus", "none"),
+    },
 }
 
 

@@ -70,7 +70,14 @@ class Served:
 def serving(project: Path, env: Mapping[str, str], log: Path) -> Iterator[Served]:
     """`uv run serve` with these settings, once it answers /livez; stopped on the way out."""
     port = free_port()
-    full_env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), **env}
+    # The metrics port too is free and its own: tests run several services at once.
+    full_env = {
+        **os.environ,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "METRICS__PORT": str(free_port()),
+        **env,
+    }
     with log.open("wb") as output:
         process = subprocess.Popen(
             [UV, "run", "serve"],
@@ -87,13 +94,19 @@ def serving(project: Path, env: Mapping[str, str], log: Path) -> Iterator[Served
         _wait_until_live(served)
         yield served
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        stop_session(process)
+
+
+def stop_session(process: subprocess.Popen[bytes]) -> None:
+    """Stop a process started in a session of its own as Kubernetes would: SIGTERM to it, then,
+    after STOP_TIMEOUT_SECONDS or once it exited, SIGKILL to whatever of its session is left."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def _wait_until_live(served: Served) -> None:

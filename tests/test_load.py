@@ -18,7 +18,7 @@ import pytest
 from bench import _wrk
 from tests.conftest import Render, choice_values
 from tests.loadgen import Load
-from tests.matrix import COMBINATIONS
+from tests.matrix import sqlite_rendering
 from tests.serving import migrated_and_seeded, services_env, serving
 
 pytestmark = pytest.mark.slow
@@ -28,18 +28,6 @@ LOAD_SECONDS = 5
 CONNECTIONS = 32
 # A guard against a hang, not a speed limit: the drain takes well under a second here.
 TERM_TIMEOUT_SECONDS = 60
-
-
-def _sqlite_rendering(server: str) -> dict[str, str]:
-    """A rendering the matrix tests anyway, with this server, on SQLite: every test gets a
-    database of its own in tmp_path."""
-    return next(
-        combination
-        for combination in COMBINATIONS
-        if combination.get("server") == server
-        and combination.get("db_driver") == "sqlalchemy-aiosqlite"
-        and combination.get("json_encoder") == "orjson"
-    )
 
 
 def _order_path(number: int) -> str:
@@ -56,7 +44,7 @@ def test_sustained_load_loses_no_request(
     server: str,
     workers: int,
 ) -> None:
-    project = synced(render(**_sqlite_rendering(server)))
+    project = synced(render(**sqlite_rendering(server)))
     env = {
         **services_env(request, project),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'load.db'}",
@@ -87,7 +75,7 @@ def test_sigterm_under_load_fails_no_request_in_flight(
     server: str,
 ) -> None:
     # Shipped settings: as many workers as CPUs, SERVER__GRACEFUL_TIMEOUT 20 s.
-    project = synced(render(**_sqlite_rendering(server)))
+    project = synced(render(**sqlite_rendering(server)))
     env = {**services_env(request, project), "DATABASE_URL": f"sqlite:///{tmp_path / 'term.db'}"}
     migrated_and_seeded(project, env, orders=ORDERS, items=ITEMS)
 

@@ -6,8 +6,10 @@ from typing import Any
 
 from app.request_id import current_request_id
 
-# Attributes every LogRecord has; anything else was passed with `extra=` and belongs in the line.
-_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# Attributes every LogRecord has; anything else was passed with `extra=` and belongs in the line,
+# except uvicorn's color_message: its message again, with ANSI colour escapes, for its own
+# terminal formatter. In a line it repeats the message, and in JSON shows as \u001b[36m noise.
+_NOT_EXTRAS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
 
 
 class RequestIdFilter(logging.Filter):
@@ -28,7 +30,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        line.update({k: v for k, v in vars(record).items() if k not in _RECORD_FIELDS})
+        line.update({k: v for k, v in vars(record).items() if k not in _NOT_EXTRAS})
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)
@@ -42,7 +44,7 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         extras = " ".join(
-            f"{k}={v}" for k, v in vars(record).items() if k not in _RECORD_FIELDS | {"request_id"}
+            f"{k}={v}" for k, v in vars(record).items() if k not in _NOT_EXTRAS | {"request_id"}
         )
         text = super().format(record)
         return f"{text} {extras}" if extras else text

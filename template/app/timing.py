@@ -7,8 +7,9 @@ object; they never set the ContextVar, so the value survives the task and greenl
 
 import logging
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from time import perf_counter
+from typing import Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,7 +23,15 @@ class RequestStats:
 
     db_queries: int = 0
     db_seconds: float = 0.0
+    # Time spent waiting for a pooled connection (None: the request took none), and whether the
+    # wait ended in the pool's timeout (a 503).
+    db_wait_seconds: float | None = None
+    db_pool_timeout: bool = False
     cache: str | None = None
+    # "ok" or "failed" when the request handed a job to the queue.
+    enqueue: str | None = None
+    # (partner, outcome, seconds) of each outbound call to a partner.
+    partner_calls: list[tuple[str, str, float]] = field(default_factory=list)
 
     def server_timing(self, app_seconds: float) -> str:
         """The W3C Server-Timing header value: `app;dur=..`, then `db` and `cache` when used."""
@@ -43,13 +52,31 @@ def current_stats() -> RequestStats:
     return _stats.get() or RequestStats()
 
 
-class TimingMiddleware:
-    """Pure ASGI: adds Server-Timing when the response starts, logs when it ends."""
+class RequestObserver(Protocol):
+    """Aggregates requests (app.observability.metrics.Metrics); told of each one twice."""
 
-    def __init__(self, app: ASGIApp, *, access_log: bool, slow_request_ms: float) -> None:
+    def request_started(self) -> None: ...
+
+    def request_finished(
+        self, scope: Scope, status: int, seconds: float, stats: RequestStats
+    ) -> None: ...
+
+
+class TimingMiddleware:
+    """Pure ASGI: adds Server-Timing when the response starts, logs and reports when it ends."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        access_log: bool,
+        slow_request_ms: float,
+        observer: RequestObserver | None = None,
+    ) -> None:
         self.app = app
         self.access_log = access_log
         self.slow_request_seconds = slow_request_ms / 1000
+        self.observer = observer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,12 +98,19 @@ class TimingMiddleware:
                 ]
             await send(message)
 
+        observer = self.observer
+        if observer is not None:
+            observer.request_started()
         token = _stats.set(stats)
         try:
             await self.app(scope, receive, send_timed)
         finally:
             _stats.reset(token)
-            self._log(scope, status, perf_counter() - started, timing)
+            seconds = perf_counter() - started
+            self._log(scope, status, seconds, timing)
+            if observer is not None:
+                # After routing, so scope["route"] names the route template (no second match).
+                observer.request_finished(scope, status, seconds, stats)
 
     def _log(self, scope: Scope, status: int, seconds: float, timing: str) -> None:
         fields = {

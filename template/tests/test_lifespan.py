@@ -4,7 +4,6 @@ import httpx2
 import pytest
 from anyio import to_thread
 
-from app.lifespan import lifespan_for
 from app.main import create_app
 from app.settings import HttpClientSettings, Settings
 
@@ -15,7 +14,8 @@ async def test_state_holds_an_open_client_that_shutdown_closes() -> None:
     settings = Settings(environment="test", max_threads=7)
     app = create_app(settings)
 
-    async with lifespan_for(settings)(app) as state:
+    async with app.router.lifespan_context(app) as state:
+        assert state is not None
         client = state["http_client"]
         assert isinstance(client, httpx2.AsyncClient)
         assert not client.is_closed
@@ -31,7 +31,8 @@ async def test_outbound_client_uses_the_configured_timeouts() -> None:
     )
     app = create_app(settings)
 
-    async with lifespan_for(settings)(app) as state:
+    async with app.router.lifespan_context(app) as state:
+        assert state is not None
         timeout = state["http_client"].timeout
 
     assert timeout.connect == 0.25

@@ -71,7 +71,16 @@ def free_port() -> int:
 
 def serve_env(**overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "WEB_CONCURRENCY"}
-    return {**env, "HOST": "127.0.0.1", "LOG_LEVEL": "info", "LOG_FORMAT": "json", **overrides}
+    # METRICS__PORT=0: servers run side by side here, and would all want the one metrics port;
+    # test_metrics_served.py starts the one that serves metrics (and names a free port).
+    return {
+        **env,
+        "HOST": "127.0.0.1",
+        "LOG_LEVEL": "info",
+        "LOG_FORMAT": "json",
+        "METRICS__PORT": "0",
+        **overrides,
+    }
 
 
 @pytest.fixture

@@ -5,12 +5,15 @@ Shipping: POST {PARTNERS__SHIPPING_URL}/quote {"items": N, "weight_units": W}
 Tax:      POST {PARTNERS__TAX_URL}/quote {"amount_cents": A} -> {"tax_cents": int}
 """
 
+from time import perf_counter
+
 import anyio
 import httpx2
 from fastapi import HTTPException
 from pydantic import BaseModel, Field, ValidationError
 
 from app.orders.partner_settings import PartnerSettings
+from app.timing import current_stats
 
 
 class ShippingQuote(BaseModel):
@@ -47,16 +50,24 @@ async def _ask(
     time_limit: float,
 ) -> bytes:
     """The body of the partner's 2xx answer to `question`, within `time_limit` seconds in all."""
+    started = perf_counter()
+    outcome = "error"
     try:
         # One deadline for the whole exchange: the client's own timeouts bound each step (connect,
         # each read), not their sum, so a partner that trickles bytes would outlast them.
         with anyio.fail_after(time_limit):
             response = await client.post(f"{url}/quote", json=question)
     except (TimeoutError, httpx2.TimeoutException) as error:
+        outcome = "timeout"
         raise PartnerTimeoutError(partner, time_limit) from error
     except httpx2.HTTPError as error:
         # Refused, reset, or not HTTP: the partner is unreachable, which is not our client's fault.
         raise PartnerError(partner, f"could not be reached ({type(error).__name__})") from error
+    else:
+        outcome = "ok" if response.is_success else f"{response.status_code // 100}xx"
+    finally:
+        # The calls run concurrently in tasks that share the request's stats object.
+        current_stats().partner_calls.append((partner, outcome, perf_counter() - started))
     if not response.is_success:
         raise PartnerError(partner, f"answered {response.status_code}")
     return response.content

@@ -1,0 +1,1 @@
+"""Observability: Prometheus metrics that stay right across worker processes, and loop lag."""
