@@ -17,9 +17,9 @@ NON_DEFAULT_ANSWERS = {
     "json_encoder": "msgspec",
     "db_driver": "sqlalchemy-aiosqlite",
     "cache": "memory",
-    # metrics keeps its default: the release projects the update tests start from predate the
-    # question, and `copier update` gives them its default (the CHANGELOG's Upgrading note).
-    # metrics=none is the switch below.
+    # metrics and tracing keep their defaults: the release projects the update tests start from
+    # predate both questions, and `copier update` gives them the defaults (the CHANGELOG's
+    # Upgrading note). metrics=none and tracing=none are switches below.
 }
 
 # A project with every switchable feature on a non-default value, then each switch the generated
@@ -37,6 +37,7 @@ SWITCHES = [
     ("queue", "arq"),
     ("server", "granian"),
     ("metrics", "none"),
+    ("tracing", "none"),
     ("db_driver", "none"),
 ]
 

@@ -35,6 +35,7 @@ RELEASED_CHOICES: dict[str, dict[str, tuple[str, ...]]] = {
     # Unreleased: the next release's.
     "0.3.0": {
         "metrics": ("prometheus", "none"),
+        "tracing": ("opentelemetry", "none"),
     },
 }
 

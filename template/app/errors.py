@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.request_id import current_request_id
+from app.request_id import current_request_id, current_trace_id
 from app.responses import encode_json
 
 PROBLEM_JSON = "application/problem+json"
@@ -36,6 +36,8 @@ class Problem(BaseModel):
     status: int
     detail: str
     request_id: str
+    # When the service traces requests: the trace to look up in the tracing backend.
+    trace_id: str | None = None
     # 422 only: each invalid part of the request.
     errors: list[FieldError] | None = None
 
@@ -53,14 +55,17 @@ def problem(
     status: int, detail: str | None = None, headers: Mapping[str, str] | None = None, **extra: Any
 ) -> Response:
     """A problem+json response; `title` is the standard phrase of the status."""
-    body = {
+    body: dict[str, Any] = {
         "type": "about:blank",
         "title": HTTPStatus(status).phrase,
         "status": status,
         "detail": detail or HTTPStatus(status).description,
         "request_id": current_request_id(),
-        **extra,
     }
+    trace_id = current_trace_id()
+    if trace_id is not None:
+        body["trace_id"] = trace_id
+    body.update(extra)
     return Response(encode_json(body), status, headers=headers, media_type=PROBLEM_JSON)
 
 

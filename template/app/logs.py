@@ -4,7 +4,7 @@ import json
 import logging
 from typing import Any
 
-from app.request_id import current_request_id
+from app.request_id import current_request_id, current_trace_id
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and belongs in the line,
 # except uvicorn's color_message: its message again, with ANSI colour escapes, for its own
@@ -13,10 +13,14 @@ _NOT_EXTRAS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"
 
 
 class RequestIdFilter(logging.Filter):
-    """Stamps each record with the id of the request being served ("-" outside requests)."""
+    """Stamps each record with the id of the request being served ("-" outside requests), and
+    with the trace id when the request or job is traced."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = current_request_id()
+        trace_id = current_trace_id()
+        if trace_id is not None:
+            record.trace_id = trace_id
         return True
 
 

@@ -1,8 +1,12 @@
-"""Request ids: accept a well-formed X-Request-ID or make one, echo it, expose it to logs."""
+"""Request ids: accept a well-formed X-Request-ID or make one, echo it, expose it to logs.
+
+Also the trace id of the request or job being traced, when the service traces (set by
+app.observability.tracing), so that log lines and problem bodies name it beside the request id.
+"""
 
 import re
 import secrets
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -12,11 +16,21 @@ HEADER = b"x-request-id"
 _VALID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
 _request_id: ContextVar[str] = ContextVar("request_id", default="-")
+_trace_id: ContextVar[str | None] = ContextVar("trace_id", default=None)
 
 
 def current_request_id() -> str:
     """The id of the request being served, or "-" outside a request."""
     return _request_id.get()
+
+
+def current_trace_id() -> str | None:
+    """The W3C trace id (32 hex digits) of the request or job being traced, else None."""
+    return _trace_id.get()
+
+
+def set_trace_id(trace_id: str) -> Token[str | None]:
+    return _trace_id.set(trace_id)
 
 
 def new_request_id() -> str:

@@ -62,6 +62,18 @@ class RequestObserver(Protocol):
     ) -> None: ...
 
 
+class RequestTracer(Protocol):
+    """Makes the request's span (app.observability.tracing.RequestTracer): started before the
+    app runs, so that what the request does happens inside it; ended after the access log line,
+    so that the line carries the trace id."""
+
+    def request_started(self, scope: Scope) -> object: ...
+
+    def request_finished(
+        self, started: object, scope: Scope, status: int, stats: RequestStats
+    ) -> None: ...
+
+
 class TimingMiddleware:
     """Pure ASGI: adds Server-Timing when the response starts, logs and reports when it ends."""
 
@@ -72,11 +84,13 @@ class TimingMiddleware:
         access_log: bool,
         slow_request_ms: float,
         observer: RequestObserver | None = None,
+        tracer: RequestTracer | None = None,
     ) -> None:
         self.app = app
         self.access_log = access_log
         self.slow_request_seconds = slow_request_ms / 1000
         self.observer = observer
+        self.tracer = tracer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -101,6 +115,8 @@ class TimingMiddleware:
         observer = self.observer
         if observer is not None:
             observer.request_started()
+        tracer = self.tracer
+        span = tracer.request_started(scope) if tracer is not None else None
         token = _stats.set(stats)
         try:
             await self.app(scope, receive, send_timed)
@@ -108,9 +124,11 @@ class TimingMiddleware:
             _stats.reset(token)
             seconds = perf_counter() - started
             self._log(scope, status, seconds, timing)
+            # After routing, so scope["route"] names the route template (no second match).
             if observer is not None:
-                # After routing, so scope["route"] names the route template (no second match).
                 observer.request_finished(scope, status, seconds, stats)
+            if tracer is not None:
+                tracer.request_finished(span, scope, status, stats)
 
     def _log(self, scope: Scope, status: int, seconds: float, timing: str) -> None:
         fields = {

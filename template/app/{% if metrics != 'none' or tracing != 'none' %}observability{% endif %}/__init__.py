@@ -1,0 +1,1 @@
+"""Observability: metrics right across worker processes (with event-loop lag), and traces."""

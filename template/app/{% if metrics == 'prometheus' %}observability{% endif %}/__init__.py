@@ -1,1 +1,0 @@
-"""Observability: Prometheus metrics that stay right across worker processes, and loop lag."""
