@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from pydantic import BaseModel
+from pydantic_settings import BaseSettings
 
 from app.settings import Settings
 
@@ -13,7 +14,10 @@ def env_names(model: type[BaseModel], prefix: str = "") -> set[str]:
     names = set()
     for name, field in model.model_fields.items():
         annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if isinstance(annotation, type) and issubclass(annotation, BaseSettings):
+            # Settings of their own (OTEL_*): read by their own names, without a prefix.
+            names |= env_names(annotation)
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
             names |= env_names(annotation, f"{prefix}{name.upper()}__")
         else:
             names.add(f"{prefix}{name.upper()}")
