@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bench import _cache, _projects, _reference, _wrk
+from bench import _cache, _otlp_sink, _projects, _reference, _wrk
 from bench._cache import CacheServer
 from bench._check import check_documents
 from bench._errors import BenchError
@@ -34,9 +34,11 @@ VARIANT_NAMES = (
     "naive",
     "default",
     "default-no-metrics",
+    "default-traced",
     "asyncpg",
     "cache-hit",
     "cache-hit-no-metrics",
+    "cache-hit-traced",
     "limit",
 )
 PROJECT_ANSWERS = {
@@ -48,8 +50,12 @@ PROJECT_ANSWERS = {
     "cache-hit": {"cache": "redis"},
     "cache-hit-no-metrics": {"cache": "redis", "metrics": "none"},
 }
+# What tracing costs once it exports: the same project as the variant named, served with
+# OTEL_EXPORTER_OTLP_ENDPOINT set to a sink on loopback (bench._otlp_sink) and the default
+# sampling (a tenth of new traces). Without an endpoint, as in every other row, nothing is traced.
+TRACED_VARIANTS = {"default-traced": "default", "cache-hit-traced": "cache-hit"}
 # Served with a Redis, warmed before the checks, and measured on cache hits only.
-CACHE_HIT_VARIANTS = frozenset({"cache-hit", "cache-hit-no-metrics"})
+CACHE_HIT_VARIANTS = frozenset({"cache-hit", "cache-hit-no-metrics", "cache-hit-traced"})
 
 
 @dataclass(frozen=True)
@@ -147,8 +153,12 @@ def run(options: Options) -> str:
             if CACHE_HIT_VARIANTS.intersection(options.only):
                 say("starting Redis")
                 cache = _cache.start_redis(stack)
+            sink: str | None = None
+            if TRACED_VARIANTS.keys() & set(options.only):
+                sink = stack.enter_context(_otlp_sink.running())
+                say(f"OTLP sink for the traced variants at {sink}")
             variants, servers = start_apps(
-                stack, uv, python, projects, url, cache, workdir, options
+                stack, uv, python, projects, url, cache, sink, workdir, options
             )
             for server in servers:
                 if server.name in CACHE_HIT_VARIANTS:
@@ -201,10 +211,11 @@ def prepare_projects(uv: str, workdir: Path, only: Sequence[str]) -> dict[str, P
     The default project is needed even when it is not measured: its migrations and seed make the
     data every variant reads.
     """
+    wanted = {TRACED_VARIANTS.get(name, name) for name in only}
     return {
         name: prepare_project(uv, workdir, name)[0]
         for name in PROJECT_ANSWERS
-        if name == "default" or name in only
+        if name == "default" or name in wanted
     }
 
 
@@ -255,6 +266,7 @@ def start_apps(
     projects: Mapping[str, Path],
     url: str,
     cache: CacheServer | None,
+    sink: str | None,
     workdir: Path,
     options: Options,
 ) -> tuple[list[Variant], list[Server]]:
@@ -266,7 +278,8 @@ def start_apps(
         if name not in options.only:
             continue
         port = free_port()
-        if name in projects:
+        project = TRACED_VARIANTS.get(name, name)
+        if project in projects:
             redis_url = None
             if name in CACHE_HIT_VARIANTS:
                 if cache is None:
@@ -274,8 +287,12 @@ def start_apps(
                 redis_url = cache.url
             command = [uv, "run", "serve"]
             env = _projects.serve_env(port, url, redis_url, options.cache_settings)
-            cwd = projects[name]
-            given = _projects.answers_for(PROJECT_ANSWERS[name], questions)
+            if name in TRACED_VARIANTS:
+                if sink is None:
+                    raise BenchError(f"the {name} variant needs an OTLP sink; none was started")
+                env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink
+            cwd = projects[project]
+            given = _projects.answers_for(PROJECT_ANSWERS[project], questions)
             variants.append(project_variant(name, _projects.stored_answers(cwd), given))
         else:
             command = _reference.uvicorn_command(python, f"{name}_app", port)
@@ -302,9 +319,9 @@ def check(
     queries = check_documents(
         servers, ids=ids, missing_id=options.orders + 1, items_per_order=options.items_per_order
     )
-    for name in projects:
-        if name not in queries:
-            continue
+    for name in queries:
+        if TRACED_VARIANTS.get(name, name) not in projects:
+            continue  # a reference app
         if name in CACHE_HIT_VARIANTS and queries[name] != 0:
             raise BenchError(
                 f"the {name} project ran {queries[name]} queries for GET /orders/{{id}} on a"
@@ -402,6 +419,8 @@ PROJECT_LABELS = {
     "asyncpg": "template",
     "cache-hit": "template defaults, Redis cache hit",
     "cache-hit-no-metrics": "template defaults, Redis cache hit, metrics none",
+    "default-traced": "template defaults, traces exported",
+    "cache-hit-traced": "template defaults, Redis cache hit, traces exported",
 }
 
 
@@ -416,6 +435,12 @@ def project_variant(name: str, answers: Mapping[str, object], given: Mapping[str
         f"a project rendered from this checkout with `fastapi-perf-template new --defaults{flags}`,"
         " served by `uv run serve` with one worker."
     )
+    if name in TRACED_VARIANTS:
+        description += (
+            " Traces are exported: OTEL_EXPORTER_OTLP_ENDPOINT names a sink on loopback that"
+            " answers every export with 200, and the sampler is the default (a tenth of new"
+            " traces kept)."
+        )
     if name in CACHE_HIT_VARIANTS:
         description += (
             " Its cache is the throwaway Redis (REDIS_URL, CACHE__TTL=86400). Every order id was"

@@ -23,6 +23,8 @@ def test_bench_smoke_runs_and_reports_every_variant() -> None:
     labels = (
         "| naive:",
         "| template defaults:",
+        "| template defaults, traces exported:",
+        "| template defaults, Redis cache hit, traces exported:",
         "| template: asyncpg",
         "| template defaults, Redis cache hit:",
         "| limit:",
