@@ -25,6 +25,8 @@ class Received:
     method: str
     path: str
     body: dict[str, Any]
+    # Lower-cased names; not compared, so tests state only the request they care about.
+    headers: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass
@@ -124,7 +126,7 @@ async def _read_request(stream: BufferedByteReceiveStream) -> Received | None:
         for name, value in (line.split(":", 1) for line in header_lines)
     }
     body = await stream.receive_exactly(int(headers.get("content-length", "0")))
-    return Received(method, path, json.loads(body))
+    return Received(method, path, json.loads(body), headers)
 
 
 async def _wait_unless_abandoned(until: anyio.Event, stream: BufferedByteReceiveStream) -> bool:
