@@ -35,6 +35,8 @@ class Sample:
     retry_after: str | None = None
     error: str | None = None
     content_type: str | None = None
+    # Sent again after its connection closed with no response at all (see `retry_unanswered`).
+    retried: bool = False
 
     @property
     def seconds(self) -> float:
@@ -52,10 +54,16 @@ class Load:
         connections: int,
         request_timeout: float = 30.0,
         honor_retry_after: bool = False,
+        retry_unanswered: bool = False,
     ) -> None:
         self.base_url = base_url
         # As a polite client does: a 503's Retry-After seconds pass before that client's next try.
         self.honor_retry_after = honor_retry_after
+        # As RFC 9112 (9.3.1) lets a client, and as nginx (proxy_next_upstream error) and browsers
+        # do: a GET whose keep-alive connection closed before any byte of a response is sent once
+        # more, on a new connection. A server closing an idle keep-alive connection (at shutdown)
+        # cannot see a request already on the wire, so without this the close races the request.
+        self.retry_unanswered = retry_unanswered
         self.path_for = path_for
         self.connections = connections
         self.request_timeout = request_timeout
@@ -137,11 +145,25 @@ class Load:
             path = self.path_for(number * 1_000_003 + sent)
             sent += 1
             started = time.monotonic()
+            retried = False
             try:
-                response = await client.get(path)
+                try:
+                    response = await client.get(path)
+                except httpx2.RemoteProtocolError as error:
+                    if not (self.retry_unanswered and "without sending a response" in str(error)):
+                        raise
+                    retried = True
+                    response = await client.get(path)
             except httpx2.TransportError as error:
                 self.samples.append(
-                    Sample(path, started, time.monotonic(), None, error=type(error).__name__)
+                    Sample(
+                        path,
+                        started,
+                        time.monotonic(),
+                        None,
+                        error=type(error).__name__,
+                        retried=retried,
+                    )
                 )
                 await asyncio.sleep(RECONNECT_PAUSE_SECONDS)
                 continue
@@ -154,6 +176,7 @@ class Load:
                     response.status_code,
                     retry_after=retry_after,
                     content_type=response.headers.get("content-type"),
+                    retried=retried,
                 )
             )
             if self.honor_retry_after and response.status_code == 503 and retry_after:
