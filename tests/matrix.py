@@ -38,6 +38,8 @@ SWITCHES = [
     ("server", "granian"),
     ("metrics", "none"),
     ("tracing", "none"),
+    ("kubernetes", "none"),
+    ("ci", "gitlab"),
     ("db_driver", "none"),
 ]
 

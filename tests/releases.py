@@ -36,6 +36,8 @@ RELEASED_CHOICES: dict[str, dict[str, tuple[str, ...]]] = {
     "0.3.0": {
         "metrics": ("prometheus", "none"),
         "tracing": ("opentelemetry", "none"),
+        "kubernetes": ("kustomize", "none"),
+        "ci": ("github", "gitlab", "none"),
     },
 }
 
