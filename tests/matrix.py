@@ -38,10 +38,19 @@ SWITCHES = [
     ("server", "granian"),
     ("metrics", "none"),
     ("tracing", "none"),
-    ("kubernetes", "none"),
-    ("ci", "gitlab"),
     ("db_driver", "none"),
 ]
+
+# Answers that change only deployment files, which no gate of the project runs: switched on a
+# project without a database (SQLite projects get no Kubernetes manifests), each allowed to change
+# only its own files and the README. tests/test_update.py switches each there and back; the
+# project's Python is then the matrix's DEPLOY_SWITCH_BASE rendering, so no other project's whole
+# toolchain has to run for them (test_kubernetes.py and test_ci_config.py check the files).
+DEPLOY_SWITCH_BASE = {"db_driver": "none"}
+DEPLOY_SWITCHES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("kubernetes", "none"): ("deploy/kubernetes/",),
+    ("ci", "gitlab"): (".github/", ".gitlab-ci.yml"),
+}
 
 # - every database server driver, with the default server, encoder, cache and queue, except
 #   Celery on raw asyncpg and on MariaDB (each database family once with each worker);

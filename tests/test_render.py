@@ -20,6 +20,9 @@ UNREAD_DIRS = {".git", ".venv", ".mypy_cache", ".ruff_cache", ".pytest_cache", "
 # allowed there; anything else in braces is still a Jinja leftover.
 GO_TEMPLATE_DIR = Path("deploy/monitoring")
 GO_TEMPLATE = re.compile(r"\{\{ \$[\w.]+(?: \| \w+)? \}\}|\{\{\w+\}\}")
+# GitHub Actions expressions (${{ github.ref }}) in the generated workflow, kept in {% raw %}.
+GITHUB_WORKFLOWS_DIR = Path(".github/workflows")
+GITHUB_EXPRESSION = re.compile(r"\$\{\{ [\w.]+ \}\}")
 
 
 def unrendered_text(project: Path, path: Path) -> str:
@@ -27,6 +30,8 @@ def unrendered_text(project: Path, path: Path) -> str:
     text = path.read_text()
     if path.relative_to(project).parent == GO_TEMPLATE_DIR:
         return GO_TEMPLATE.sub("", text)
+    if path.relative_to(project).parent == GITHUB_WORKFLOWS_DIR:
+        return GITHUB_EXPRESSION.sub("", text)
     return text
 
 

@@ -19,8 +19,11 @@ import pytest
 import yaml
 
 from tests.commands import GIT_IDENTITY, REPO, run
+from tests.conftest import questions
 from tests.matrix import (
     COMBINATIONS,
+    DEPLOY_SWITCH_BASE,
+    DEPLOY_SWITCHES,
     NON_DEFAULT_ANSWERS,
     SWITCH_BASE,
     SWITCHES,
@@ -448,6 +451,43 @@ def test_a_switched_project_has_the_files_whose_gates_the_matrix_runs(
     matrix_project = shared_projects.render(**answers)
 
     assert not differences(switched(question, value).project, matrix_project) - MATRIX_ONLY
+
+
+@pytest.mark.parametrize(
+    ("question", "value"),
+    list(DEPLOY_SWITCHES),
+    ids=[f"{question}={value}" for question, value in DEPLOY_SWITCHES],
+)
+def test_a_deployment_switch_changes_only_its_own_files_and_switches_back(
+    template_history: TemplateHistory, tmp_path: Path, question: str, value: str
+) -> None:
+    assert DEPLOY_SWITCH_BASE in COMBINATIONS, "the base's Python must be a rendering gates run"
+    own_files = DEPLOY_SWITCHES[question, value]
+    base = rendered_and_committed(
+        template_history.path, tmp_path / "base", WORKING_TREE, DEPLOY_SWITCH_BASE
+    )
+    project = tmp_path / "project"
+    shutil.copytree(base, project, symlinks=True)
+
+    run([COPIER, *SWITCH_COMMAND, f"{question}={value}"], project)
+
+    fresh = render(
+        template_history.path,
+        tmp_path / "fresh",
+        WORKING_TREE,
+        {**DEPLOY_SWITCH_BASE, question: value},
+    )
+    assert not leftover_conflicts(project)
+    assert not differences(project, fresh)
+    changed = differences(project, base) - {".copier-answers.yml"}
+    assert any(path.startswith(own_files) for path in changed), "the switch changed nothing"
+    assert {path for path in changed if not path.startswith(own_files)} <= {"README.md"}
+
+    commit_all(project, f"Switched {question} to {value}")
+    run([COPIER, *SWITCH_COMMAND, f"{question}={questions()[question]['default']}"], project)
+
+    assert not leftover_conflicts(project)
+    assert not differences(project, base)
 
 
 def test_the_generated_readme_documents_the_tested_switch_command() -> None:
