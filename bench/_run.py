@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bench import _cache, _otlp_sink, _projects, _reference, _wrk
+from bench import _cache, _otlp_sink, _projects, _reference, _replicas, _wrk
 from bench._cache import CacheServer
 from bench._check import check_documents
 from bench._errors import BenchError
@@ -35,6 +35,7 @@ VARIANT_NAMES = (
     "default",
     "default-no-metrics",
     "default-traced",
+    "default-replicas",
     "asyncpg",
     "cache-hit",
     "cache-hit-no-metrics",
@@ -54,6 +55,10 @@ PROJECT_ANSWERS = {
 # OTEL_EXPORTER_OTLP_ENDPOINT set to a sink on loopback (bench._otlp_sink) and the default
 # sampling (a tenth of new traces). Without an endpoint, as in every other row, nothing is traced.
 TRACED_VARIANTS = {"default-traced": "default", "cache-hit-traced": "cache-hit"}
+# Served as two replicas of the project named, behind the nginx.conf it ships (bench._replicas).
+REPLICA_VARIANTS = {"default-replicas": "default"}
+# The project each row serves.
+PROJECT_OF = {**TRACED_VARIANTS, **REPLICA_VARIANTS}
 # Served with a Redis, warmed before the checks, and measured on cache hits only.
 CACHE_HIT_VARIANTS = frozenset({"cache-hit", "cache-hit-no-metrics", "cache-hit-traced"})
 
@@ -211,7 +216,7 @@ def prepare_projects(uv: str, workdir: Path, only: Sequence[str]) -> dict[str, P
     The default project is needed even when it is not measured: its migrations and seed make the
     data every variant reads.
     """
-    wanted = {TRACED_VARIANTS.get(name, name) for name in only}
+    wanted = {PROJECT_OF.get(name, name) for name in only}
     return {
         name: prepare_project(uv, workdir, name)[0]
         for name in PROJECT_ANSWERS
@@ -278,7 +283,7 @@ def start_apps(
         if name not in options.only:
             continue
         port = free_port()
-        project = TRACED_VARIANTS.get(name, name)
+        project = PROJECT_OF.get(name, name)
         if project in projects:
             redis_url = None
             if name in CACHE_HIT_VARIANTS:
@@ -300,7 +305,17 @@ def start_apps(
             cwd = BENCH
             variants.append(REFERENCE_VARIANTS[name])
         say(f"starting {name} on port {port}")
-        server = start(name, command, cwd=cwd, env=env, port=port, log=workdir / f"{name}.log")
+        server: Server
+        if name in REPLICA_VARIANTS:
+            env_for = {
+                replica_port: _projects.serve_env(replica_port, url, None, options.cache_settings)
+                for replica_port in _replicas.replica_ports()
+            }
+            server = _replicas.start_balanced(
+                stack, name, command, project=cwd, env_for=env_for, workdir=workdir
+            )
+        else:
+            server = start(name, command, cwd=cwd, env=env, port=port, log=workdir / f"{name}.log")
         stack.callback(server.stop)
         servers.append(server)
     for server in servers:
@@ -320,7 +335,7 @@ def check(
         servers, ids=ids, missing_id=options.orders + 1, items_per_order=options.items_per_order
     )
     for name in queries:
-        if TRACED_VARIANTS.get(name, name) not in projects:
+        if PROJECT_OF.get(name, name) not in projects:
             continue  # a reference app
         if name in CACHE_HIT_VARIANTS and queries[name] != 0:
             raise BenchError(
@@ -420,6 +435,7 @@ PROJECT_LABELS = {
     "cache-hit": "template defaults, Redis cache hit",
     "cache-hit-no-metrics": "template defaults, Redis cache hit, metrics none",
     "default-traced": "template defaults, traces exported",
+    "default-replicas": "template defaults, two replicas behind nginx",
     "cache-hit-traced": "template defaults, Redis cache hit, traces exported",
 }
 
@@ -440,6 +456,15 @@ def project_variant(name: str, answers: Mapping[str, object], given: Mapping[str
             " Traces are exported: OTEL_EXPORTER_OTLP_ENDPOINT names a sink on loopback that"
             " answers every export with 200, and the sampler is the default (a tenth of new"
             " traces kept)."
+        )
+    if name in REPLICA_VARIANTS:
+        description = description.replace(
+            "served by `uv run serve` with one worker.",
+            "served as two replicas, each `uv run serve` with one worker and DB__REPLICAS=2 (pools"
+            " of 10, the one-replica row's 20 shared), behind the project's own"
+            " deploy/nginx/nginx.conf in Debian's nginx (its port, upstream addresses and paths"
+            " changed, nothing else). Two processes for the service instead of one, on the same"
+            " cores: what a second replica buys on this machine, nginx's cost included.",
         )
     if name in CACHE_HIT_VARIANTS:
         description += (

@@ -97,11 +97,12 @@ def serving(project: Path, env: Mapping[str, str], log: Path) -> Iterator[Served
         stop_session(process)
 
 
-def stop_session(process: subprocess.Popen[bytes]) -> None:
-    """Stop a process started in a session of its own as Kubernetes would: SIGTERM to it, then,
-    after STOP_TIMEOUT_SECONDS or once it exited, SIGKILL to whatever of its session is left."""
+def stop_session(process: subprocess.Popen[bytes], first: signal.Signals = signal.SIGTERM) -> None:
+    """Stop a process started in a session of its own as Kubernetes would: SIGTERM (or the
+    program's own graceful signal) to it, then, after STOP_TIMEOUT_SECONDS or once it exited,
+    SIGKILL to whatever of its session is left."""
     if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(first)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=STOP_TIMEOUT_SECONDS)
     with contextlib.suppress(ProcessLookupError):

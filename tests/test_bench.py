@@ -24,6 +24,7 @@ def test_bench_smoke_runs_and_reports_every_variant() -> None:
         "| naive:",
         "| template defaults:",
         "| template defaults, traces exported:",
+        "| template defaults, two replicas behind nginx:",
         "| template defaults, Redis cache hit, traces exported:",
         "| template: asyncpg",
         "| template defaults, Redis cache hit:",
