@@ -1,4 +1,4 @@
-"""Throwaway PostgreSQL, MariaDB and Redis servers on 127.0.0.1, started on demand for the tests.
+"""Throwaway PostgreSQL, PgBouncer, MariaDB and Redis servers on 127.0.0.1, started on demand.
 
 Each context manager starts one real server on a free loopback port with its data in a temporary
 directory, waits until it answers its own protocol, yields a frozen description with its URLs, and
@@ -6,7 +6,8 @@ stops it and removes the directory on the way out, whatever happened in between.
 fixtures at the bottom wrap them, so a server starts only when a test first asks for it.
 
 A developer who already runs a server can point the tests at it instead: TEST_POSTGRES_URL,
-TEST_MARIADB_URL (their query strings are ignored), TEST_REDIS_URL (used as given).
+TEST_MARIADB_URL (their query strings are ignored), TEST_REDIS_URL (used as given). PgBouncer
+always starts here, in front of whichever PostgreSQL the session uses.
 """
 
 import contextlib
@@ -43,6 +44,7 @@ APP_NAME = "app"
 DATABASE_NAME = "app_test"
 
 POSTGRES_PACKAGE = "postgresql"
+PGBOUNCER_PACKAGE = "pgbouncer"
 MARIADB_SERVER_PACKAGE = "mariadb-server"
 MARIADB_CLIENT_PACKAGE = "mariadb-client"
 REDIS_PACKAGE = "redis-server"
@@ -153,6 +155,14 @@ class Postgres(_DatabaseServer):
             yield
         finally:
             server.signal_all(signal.SIGCONT)
+
+
+@dataclass(frozen=True)
+class PgBouncer(_DatabaseServer):
+    """PgBouncer in transaction mode in front of a PostgreSQL: the same user, password and
+    database names; url_for("asyncpg" | "psycopg" | "") as for PostgreSQL itself."""
+
+    SCHEME: ClassVar[str] = "postgresql"
 
 
 @dataclass(frozen=True)
@@ -616,6 +626,97 @@ def postgres(*, from_env: bool = True) -> Iterator[Postgres]:
             yield Postgres(LOOPBACK, port, APP_NAME, password, DATABASE_NAME, server)
 
 
+# --- PgBouncer -----------------------------------------------------------------------------------
+
+
+def pgbouncer_ini(postgres: Postgres, port: int, tmp: Path) -> str:
+    """The configuration: what a production PgBouncer in front of this service needs, no more."""
+    return "\n".join(
+        [
+            "[databases]",
+            # Any database name the client asks for, on this PostgreSQL: suites that create a
+            # database per test reach theirs too.
+            f"* = host={postgres.host} port={postgres.port}",
+            "[pgbouncer]",
+            f"listen_addr = {LOOPBACK}",
+            f"listen_port = {port}",
+            # TCP only; no unix socket, log file or pid file outside the temporary directory.
+            "unix_socket_dir =",
+            "pidfile =",
+            "logfile =",
+            # Clients log in with the app's password, checked against userlist.txt, which also
+            # gives PgBouncer that password to log in to PostgreSQL (scram-sha-256 there too).
+            "auth_type = scram-sha-256",
+            f"auth_file = {tmp / 'userlist.txt'}",
+            # What the issue is about: a server connection is a client's for one transaction only.
+            "pool_mode = transaction",
+            # Room for several app workers' pools at once, and fewer server connections than
+            # their clients: a client's consecutive transactions land on different server
+            # sessions, the case that breaks prepared statements and session settings.
+            "max_client_conn = 500",
+            "default_pool_size = 4",
+            # Nothing in the way of the tests' own hang guards.
+            "query_wait_timeout = 30",
+            "",
+        ]
+    )
+
+
+@contextlib.contextmanager
+def pgbouncer(postgres: Postgres) -> Iterator[PgBouncer]:
+    """PgBouncer in transaction mode in front of `postgres` for as long as the block runs.
+
+    Debian 12's 1.18 keeps no prepared statements across transactions and refuses startup
+    parameters it does not know: what each driver's DB__PGBOUNCER settings are tested against.
+    """
+    program = find_program("pgbouncer", PGBOUNCER_PACKAGE)
+    isready = str(postgres_bindir() / "pg_isready")
+    # PgBouncer refuses to run as root; Debian's package runs it as postgres.
+    credentials, owner = _credentials("postgres", PGBOUNCER_PACKAGE)
+    with _temp_dir("test-pgbouncer-", owner) as tmp:
+        # A plain password: PgBouncer needs it to log in to PostgreSQL with SCRAM on the
+        # client's behalf. The file is the server's alone, in a 0700 directory.
+        userlist = tmp / "userlist.txt"
+        userlist.write_text(f'"{postgres.user}" "{postgres.password}"\n')
+        if owner is not None:
+            os.chown(userlist, owner.pw_uid, owner.pw_gid)
+        userlist.chmod(0o600)
+
+        def server_for(port: int) -> ServerProcess:
+            ini = tmp / "pgbouncer.ini"
+            ini.write_text(pgbouncer_ini(postgres, port, tmp))
+            if owner is not None:
+                os.chown(ini, owner.pw_uid, owner.pw_gid)
+            return ServerProcess(
+                "PgBouncer",
+                # SIGINT is PgBouncer's safe shutdown; it logs to stderr without a logfile.
+                _server_command(credentials, signal.SIGINT, [program, str(ini)]),
+                log_path=tmp / "pgbouncer.log",
+                # pg_isready counts an answer to the startup packet (an auth request) as ready.
+                is_ready=lambda: _answers(
+                    [
+                        isready,
+                        "-q",
+                        "-h",
+                        LOOPBACK,
+                        "-p",
+                        str(port),
+                        "-U",
+                        postgres.user,
+                        "-d",
+                        postgres.database,
+                        "-t",
+                        "1",
+                    ]
+                ),
+                stop_signal=signal.SIGINT,
+                cwd=tmp,
+            )
+
+        with _running(server_for) as (_, port):
+            yield PgBouncer(LOOPBACK, port, postgres.user, postgres.password, postgres.database)
+
+
 # --- MariaDB -----------------------------------------------------------------------------------
 
 
@@ -790,6 +891,13 @@ def redis() -> Iterator[Redis]:
 def postgres_server() -> Iterator[Postgres]:
     """A PostgreSQL server shared by the whole session."""
     with postgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_server(postgres_server: Postgres) -> Iterator[PgBouncer]:
+    """PgBouncer in transaction mode in front of the session's PostgreSQL."""
+    with pgbouncer(postgres_server) as server:
         yield server
 
 
