@@ -407,10 +407,20 @@ def test_the_migration_job_connects_to_the_database_itself(deployment: Deploymen
 
     assert container["command"] == ["alembic", "upgrade", "head"]
     assert keys["MIGRATION_DATABASE_URL"] == "MIGRATION_DATABASE_URL"
-    # Nothing reaches it from the pooled URL or the pods' settings (DB__PGBOUNCER).
+    # Nothing reaches it from the pooled URL.
     assert set(keys.values()) == {"MIGRATION_DATABASE_URL"}
-    assert "envFrom" not in container
     assert "pgbouncer" not in yaml.safe_dump(job)
+    # The pods' settings do, DB__PGBOUNCER and DB__STATEMENT_TIMEOUT among them: behind PgBouncer
+    # the run sets the statement timeout the pooled service cannot send when it connects.
+    [api] = containers(deployment.one("Deployment", "api"))
+    assert container["envFrom"] == api["envFrom"]
+    # A release applies the Job and that ConfigMap first (README): the one label selects both.
+    [generator] = deployment.kustomizations[deployment.root / "base"]["configMapGenerator"]
+    assert generator["options"]["labels"]["app.kubernetes.io/component"] == "config"
+    assert (
+        "-l 'app.kubernetes.io/component in (config,migrate)'"
+        in (deployment.project / "README.md").read_text()
+    )
     # Applied again with the next release's image, it must not collide with the finished one.
     assert job["spec"]["ttlSecondsAfterFinished"] > 0
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
