@@ -577,9 +577,10 @@ def postgres(*, from_env: bool = True) -> Iterator[Postgres]:
                 "synchronous_commit=off",
                 "-c",
                 "full_page_writes=off",
-                # Room for several app workers' pools at once (see FACTS: workers x pool size).
+                # Room for several app workers' pools at once (see FACTS: workers x pool size):
+                # the benchmark serves ten apps with pools of 20 side by side.
                 "-c",
-                "max_connections=200",
+                "max_connections=300",
             ]
             return ServerProcess(
                 "PostgreSQL",
