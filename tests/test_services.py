@@ -114,7 +114,7 @@ def test_postgres_is_configured_for_fast_local_tests(postgres_server: Postgres) 
     )
 
     *settings, version = answer(result).splitlines()
-    assert settings == ["127.0.0.1", "off", "off", "off", "200"]
+    assert settings == ["127.0.0.1", "off", "off", "off", "300"]
     assert version.startswith("15")
 
 
