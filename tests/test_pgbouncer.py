@@ -9,20 +9,23 @@ request may fail. PgBouncer has fewer server connections than the service has cl
 consecutive transactions of one client land on different server sessions, as in production.
 Then a statement stuck behind a lock must still be ended by DB__STATEMENT_TIMEOUT.
 
-GET /orders/{id}/quote is not loaded: its database work is GET /orders/{id}'s statement on the
-same kind of read connection; the rest of it is the partner APIs (tests of the generated project).
+GET /orders/{id}/quote is loaded too, its partner APIs answered by a stub on loopback that always
+quotes (how the service copes with partners that fail is the generated project's own tests).
 """
 
 import asyncio
 import configparser
+import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -33,7 +36,7 @@ import yaml
 from tests.commands import UV, run
 from tests.conftest import Render
 from tests.matrix import COMBINATIONS
-from tests.services import PgBouncer, Postgres, pgbouncer_ini, postgres_bindir
+from tests.services import LOOPBACK, PgBouncer, Postgres, pgbouncer_ini, postgres_bindir
 from tests.serving import POSTGRES_DRIVERS, Served, services_env, serving
 
 pytestmark = pytest.mark.slow
@@ -50,6 +53,11 @@ HANG_GRACE_SECONDS = 60
 REQUEST_TIMEOUT_SECONDS = 30
 # A guard against a hang, not a speed limit.
 LOCK_TIMEOUT_SECONDS = 30
+# The partners' deadlines (0.8 s and 0.3 s as shipped) are not this test's subject: a stub in
+# the test's own process, sharing two loaded cores with the load, gets a hang guard instead.
+PARTNER_TIMEOUT_SECONDS = 10
+# One answer for both partners: each reads its own fields (the models ignore the others).
+QUOTE = json.dumps({"shipping_cents": 500, "carrier": "stub", "tax_cents": 120}).encode()
 
 
 def answers_for(driver: str) -> dict[str, str]:
@@ -115,12 +123,13 @@ class Call:
 
 
 def call_for(number: int) -> Call:
-    """The `number`th request: every orders route but the quote (see the module's docstring)."""
+    """The `number`th request: every orders route in turn."""
     order, customer = number % ORDERS + 1, number % (ORDERS // 10) + 1
     calls = [
         Call("GET /orders/{id}", "GET", f"/orders/{order}", 200),
         Call("GET /orders?customer_id", "GET", f"/orders?customer_id={customer}&limit=5", 200),
         Call("GET /orders?after", "GET", f"/orders?after={order}&limit=20", 200),
+        Call("GET /orders/{id}/quote", "GET", f"/orders/{order}/quote", 200),
         Call(
             "POST /orders",
             "POST",
@@ -135,7 +144,46 @@ def call_for(number: int) -> Call:
     return calls[number % len(calls)]
 
 
-ROUTES = {call.route: call.status for call in map(call_for, range(4))}
+ROUTES = {call.route: call.status for call in map(call_for, range(5))}
+
+
+class _QuoteHandler(BaseHTTPRequestHandler):
+    """POST /quote of both partner APIs, answered at once; keep-alive, as real partners are."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        status = 200 if self.path == "/quote" else 404
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(QUOTE)))
+        self.end_headers()
+        self.wfile.write(QUOTE)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # a line per call on the test's stderr says nothing a failure would not
+
+
+@contextmanager
+def partners() -> Iterator[dict[str, str]]:
+    """The PARTNERS__* settings of a stub that quotes every order, running for the block."""
+    server = ThreadingHTTPServer((LOOPBACK, 0), _QuoteHandler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="partner-stub", daemon=True)
+    thread.start()
+    url = f"http://{LOOPBACK}:{server.server_address[1]}"
+    try:
+        yield {
+            "PARTNERS__SHIPPING_URL": url,
+            "PARTNERS__TAX_URL": url,
+            "PARTNERS__SHIPPING_TIMEOUT": str(PARTNER_TIMEOUT_SECONDS),
+            "PARTNERS__TAX_TIMEOUT": str(PARTNER_TIMEOUT_SECONDS),
+        }
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 def _wrong(call: Call, response: httpx2.Response) -> str | None:
@@ -219,7 +267,7 @@ def test_every_orders_route_serves_through_pgbouncer(
 ) -> None:
     project = synced(render(**answers_for(driver)))
     name = f"pgbouncer_test_{driver.replace('-', '_')}"
-    with database_of_its_own(postgres_server, name):
+    with database_of_its_own(postgres_server, name), partners() as partner_settings:
         direct, pooled = url_of(postgres_server, name), url_of(pgbouncer_server, name)
         env = {
             **services_env(request, project),
@@ -230,6 +278,7 @@ def test_every_orders_route_serves_through_pgbouncer(
             "DB__STATEMENT_TIMEOUT": str(STATEMENT_TIMEOUT_SECONDS),
             "DB__HANG_GRACE": str(HANG_GRACE_SECONDS),
             "WEB_CONCURRENCY": "1",
+            **partner_settings,
         }
         run([UV, "run", "alembic", "upgrade", "head"], project, env=env)
         seed = ["python", "-m", "app.seed", f"--orders={ORDERS}", f"--items-per-order={ITEMS}"]
