@@ -489,6 +489,11 @@ def test_the_worker_has_a_liveness_probe_of_its_own_pod(deployment: Deployment) 
     assert str(Path(deployment.config["QUEUE__HEARTBEAT_FILE"]).parent) in tmp
     interval = float(deployment.config["QUEUE__HEARTBEAT_INTERVAL"])
     assert container["livenessProbe"]["periodSeconds"] > interval
+    # Drains take one worker pod at a time, and never wait for one that is not live.
+    budget = deployment.one("PodDisruptionBudget", "worker")
+    assert selects(budget["spec"]["selector"]["matchLabels"], pod_labels(worker))
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert budget["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
     # Nothing connects to a worker.
     assert not any(
         selects(service["spec"]["selector"], pod_labels(worker))
