@@ -462,6 +462,11 @@ def test_the_pgbouncer_component_pools_transactions_for_postgresql(
     # Offered, commented out, in the production overlay.
     overlay = deployment.root / "overlays" / "production" / "kustomization.yaml"
     assert "#   - ../../components/pgbouncer\n" in overlay.read_text()
+    # Every database request goes through it: drains take one pod at a time.
+    budget = deployment.one("PodDisruptionBudget", "pgbouncer")
+    pooler = deployment.one("Deployment", "pgbouncer")
+    assert pooler["spec"]["replicas"] > budget["spec"]["maxUnavailable"]
+    assert selects(budget["spec"]["selector"]["matchLabels"], pod_labels(pooler))
 
 
 def test_the_worker_has_a_liveness_probe_of_its_own_pod(deployment: Deployment) -> None:
