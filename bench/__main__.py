@@ -11,7 +11,7 @@ from pathlib import Path
 from bench._args import positive_int
 from bench._errors import BenchError
 from bench._projects import SMOKE_CACHE_SETTINGS
-from bench._run import RESULTS, VARIANT_NAMES, Options, run
+from bench._run import READS_CACHE_OF, RESULTS, VARIANT_NAMES, Options, run
 
 DEFAULTS = {"rounds": 3, "duration": 10, "warmup": 3, "orders": 1000, "items_per_order": 200}
 # Small enough for a test suite: every step runs, none of the numbers mean much.
@@ -26,6 +26,11 @@ def _variants(text: str) -> tuple[str, ...]:
             f"unknown variant(s) {', '.join(unknown) or '(none)'}; choose from"
             f" {', '.join(VARIANT_NAMES)}"
         )
+    for name, project in READS_CACHE_OF.items():
+        if name in names and project not in names:
+            raise argparse.ArgumentTypeError(
+                f"{name} reads the documents the {project} row's warm-up stores: add {project}"
+            )
     return names
 
 

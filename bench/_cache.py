@@ -1,6 +1,7 @@
-"""The cache-hit variant's Redis: a throwaway server, the warm-up that fills it, its hit counters.
+"""The cache-hit variants' Redis: a throwaway server, its keys, the warm-up that fills it, its hit
+counters.
 
-That row measures cache hits only. Every order id wrk can ask for is fetched once before the
+Those rows measure cache hits only. Every order id wrk can ask for is fetched once before the
 checks, one more request must then say `cache;desc=hit`, and every round is checked against
 Redis' own lookup counters: a miss, or fewer lookups than requests (the app's circuit breaker
 skipping Redis), means some requests went to PostgreSQL and the row would measure a mix.
@@ -9,8 +10,11 @@ skipping Redis), means some requests went to PostgreSQL and the row would measur
 from __future__ import annotations
 
 import socket
+import subprocess
+from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench._check import cache_result
 from bench._errors import BenchError
@@ -20,6 +24,40 @@ from bench._servers import Server
 from tests.services import ServiceError, redis
 
 INFO_TIMEOUT_SECONDS = 5
+COMMAND_TIMEOUT_SECONDS = 120
+
+# Run inside a rendered project: the key its GET /orders/{id} route asks its cache for, for two
+# order ids, through the project's own code (its settings' namespace, document_key with the schema
+# hash, CacheAside's namespacing), with a backend that only records the key.
+_KEYS_OF_PROJECT = """
+import asyncio
+
+from app.cache import CacheAside, document_key
+from app.settings import Settings
+
+
+class Recorder:
+    key = ""
+
+    async def get(self, key):
+        self.key = key
+        return b"{}"
+
+
+async def key_of(order_id):
+    backend = Recorder()
+    cache = CacheAside(backend, ttl=1, namespace=Settings().cache.namespace)
+    await cache.get_or_load(document_key(order_id), None)
+    return backend.key
+
+
+async def main():
+    print(await key_of(1))
+    print(await key_of(2))
+
+
+asyncio.run(main())
+"""
 
 
 @dataclass(frozen=True)
@@ -52,6 +90,37 @@ def start_redis(stack: ExitStack) -> CacheServer:
         raise BenchError(f"cannot find the Redis process listening on {server.url}")
     version = info(server.host, server.port, "server").get("redis_version", "unknown")
     return CacheServer(server.url, server.host, server.port, pid, version)
+
+
+def document_key_prefix(uv: str, project: Path, env: Mapping[str, str]) -> str:
+    """What the cache-hit project's key of order N is before N, asked of its own code.
+
+    `env` is the project's serving environment (the namespace is a setting). The keys of orders 1
+    and 2 must be one prefix followed by the id: a template whose keys stop looking like that
+    stops the run here, not in a row of 404s.
+    """
+    result = subprocess.run(
+        [uv, "run", "--quiet", "python", "-c", _KEYS_OF_PROJECT],
+        cwd=project,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT_SECONDS,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise BenchError(
+            f"cannot compute {project.name}'s cache keys ({result.returncode}):"
+            f" {result.stderr[-3000:]}"
+        )
+    keys = result.stdout.split()
+    prefix = keys[0].removesuffix("1") if keys else ""
+    if keys != [f"{prefix}1", f"{prefix}2"] or not prefix.endswith(":"):
+        raise BenchError(
+            f"{project.name}'s cache keys of orders 1 and 2 are {keys!r}: not one prefix followed"
+            " by the order id, which the plain FastAPI reference app expects"
+        )
+    return prefix
 
 
 def info(host: str, port: int, section: str) -> dict[str, str]:

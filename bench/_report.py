@@ -174,6 +174,20 @@ def _table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> list[str]:
     return out
 
 
+def _hit_ratio(by_name: dict[str, Row]) -> list[str]:
+    """The template's cache hit against the plain FastAPI one, when the run had both."""
+    if "cache-hit" not in by_name or "plain-fastapi-hit" not in by_name:
+        return []
+    template, plain = by_name["cache-hit"], by_name["plain-fastapi-hit"]
+    return [
+        f"The template's cache hit serves {template.rps / plain.rps:.2f}x the plain FastAPI hit's"
+        f" RPS, at {template.app_ms / plain.app_ms:.2f}x its app CPU per request: the rest of a"
+        " hit's throughput goes to the template's own layers (python -m bench.layers splits"
+        " them).",
+        "",
+    ]
+
+
 def markdown(rows: Sequence[Row], setup: Setup) -> str:
     by_name = {row.variant.name: row for row in rows}
     naive = by_name["naive"].rps if "naive" in by_name else None
@@ -249,6 +263,7 @@ def markdown(rows: Sequence[Row], setup: Setup) -> str:
         " answers over all rounds. `queries/req` is 0 where every request was a cache hit;"
         " `db CPU` is the whole PostgreSQL cluster's, `Redis CPU` the cache server's.",
         "",
+        *_hit_ratio(by_name),
         "## What limited each variant",
         "",
         "CPU seconds used per second of load (1.00 = one core busy), medians over the rounds."
@@ -285,8 +300,9 @@ def markdown(rows: Sequence[Row], setup: Setup) -> str:
         f"- PostgreSQL {setup.postgres}, throwaway cluster on loopback.",
         *(
             [
-                f"- Redis {setup.redis}, throwaway server on loopback (the cache-hit row's cache;"
-                f" that project also gets {setup.cache_settings})."
+                f"- Redis {setup.redis}, throwaway server on loopback (the cache-hit rows' cache,"
+                " which the plain FastAPI row reads; the cache-hit projects also get"
+                f" {setup.cache_settings})."
             ]
             if setup.redis
             else []

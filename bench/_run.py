@@ -40,6 +40,7 @@ VARIANT_NAMES = (
     "cache-hit",
     "cache-hit-no-metrics",
     "cache-hit-traced",
+    "plain-fastapi-hit",
     "limit",
 )
 PROJECT_ANSWERS = {
@@ -61,6 +62,12 @@ REPLICA_VARIANTS = {"default-replicas": "default"}
 PROJECT_OF = {**TRACED_VARIANTS, **REPLICA_VARIANTS}
 # Served with a Redis, warmed before the checks, and measured on cache hits only.
 CACHE_HIT_VARIANTS = frozenset({"cache-hit", "cache-hit-no-metrics", "cache-hit-traced"})
+# Reference apps that read the entries the warm-up of the project row named stores in that
+# Redis, with that project's keys (bench._cache.document_key_prefix): they load nothing
+# themselves, so that row must run too.
+READS_CACHE_OF = {"plain-fastapi-hit": "cache-hit"}
+# Every row whose rounds must be Redis hits only, checked against Redis' own counters.
+HITS_ONLY_VARIANTS = CACHE_HIT_VARIANTS | READS_CACHE_OF.keys()
 
 
 @dataclass(frozen=True)
@@ -155,7 +162,7 @@ def run(options: Options) -> str:
             _reference.execute_sql(python, url, "VACUUM ANALYZE")
             postgres_version = _reference.fetch_sql(python, url, "SHOW server_version")
             cache: CacheServer | None = None
-            if CACHE_HIT_VARIANTS.intersection(options.only):
+            if HITS_ONLY_VARIANTS.intersection(options.only):
                 say("starting Redis")
                 cache = _cache.start_redis(stack)
             sink: str | None = None
@@ -216,7 +223,7 @@ def prepare_projects(uv: str, workdir: Path, only: Sequence[str]) -> dict[str, P
     The default project is needed even when it is not measured: its migrations and seed make the
     data every variant reads.
     """
-    wanted = {PROJECT_OF.get(name, name) for name in only}
+    wanted = {PROJECT_OF.get(name, READS_CACHE_OF.get(name, name)) for name in only}
     return {
         name: prepare_project(uv, workdir, name)[0]
         for name in PROJECT_ANSWERS
@@ -300,8 +307,10 @@ def start_apps(
             given = _projects.answers_for(PROJECT_ANSWERS[project], questions)
             variants.append(project_variant(name, _projects.stored_answers(cwd), given))
         else:
-            command = _reference.uvicorn_command(python, f"{name}_app", port)
+            command = _reference.uvicorn_command(python, f"{name.replace('-', '_')}_app", port)
             env = _projects.clean_env({"DATABASE_URL": url})
+            if name in READS_CACHE_OF:
+                env.update(reference_cache_env(uv, projects[READS_CACHE_OF[name]], url, cache))
             cwd = BENCH
             variants.append(REFERENCE_VARIANTS[name])
         say(f"starting {name} on port {port}")
@@ -321,6 +330,19 @@ def start_apps(
     for server in servers:
         server.wait_ready("/orders/1")
     return variants, servers
+
+
+def reference_cache_env(
+    uv: str, project: Path, url: str, cache: CacheServer | None
+) -> dict[str, str]:
+    """REDIS_URL and ORDER_KEY_PREFIX of a reference app reading `project`'s cache entries."""
+    if cache is None:
+        raise BenchError("a reference app reading the cache needs a Redis; none was started")
+    # The project's namespace is a setting: ask its code with the environment it is served with.
+    env = _projects.serve_env(free_port(), url, cache.url)
+    prefix = _cache.document_key_prefix(uv, project, env)
+    say(f"the {project.name} project's cache keys: {prefix}<order id>")
+    return {"REDIS_URL": cache.url, "ORDER_KEY_PREFIX": prefix}
 
 
 def check(
@@ -373,7 +395,7 @@ def measure(
     measurements = []
     for round_number in range(1, options.rounds + 1):
         for server in rotated(servers, round_number - 1):
-            hits_only = cache is not None and server.name in CACHE_HIT_VARIANTS
+            hits_only = cache is not None and server.name in HITS_ONLY_VARIANTS
             lookups_before = _cache.lookups(cache) if cache and hits_only else None
             app_before = server.cpu_seconds()
             db_before = tree_cpu_seconds(postmaster)
@@ -418,6 +440,15 @@ REFERENCE_VARIANTS = {
         "bench/naive_app.py: FastAPI + SQLAlchemy async ORM; the order, its customer, the item"
         " ids, then one query per item; pydantic model_validate(from_attributes=True), then"
         " JSONResponse (std json).",
+    ),
+    "plain-fastapi-hit": Variant(
+        "plain-fastapi-hit",
+        "plain FastAPI: Redis GET, cached bytes out",
+        "bench/plain_fastapi_hit_app.py: one FastAPI route, no middleware; a redis.asyncio"
+        " client (hiredis) owned by the lifespan GETs the key the cache-hit project uses and the"
+        " stored bytes go out as they are. It reads the entries that project's warm-up stored and"
+        " loads nothing itself: every measured request a Redis hit, checked like the cache-hit"
+        " row's. The ceiling of a cache hit with the framework.",
     ),
     "limit": Variant(
         "limit",

@@ -28,6 +28,7 @@ def test_bench_smoke_runs_and_reports_every_variant() -> None:
         "| template defaults, Redis cache hit, traces exported:",
         "| template: asyncpg",
         "| template defaults, Redis cache hit:",
+        "| plain FastAPI:",
         "| limit:",
     )
     for label in labels:
@@ -54,4 +55,15 @@ def test_admission_smoke_answers_only_200_or_503() -> None:
     for setting in ("as shipped", "admission off"):
         for connections in (64, 192):
             assert f"| {setting} | {connections} |" in report, (setting, connections)
+    assert "Traceback" not in result.stderr
+
+
+def test_layers_smoke_measures_every_layer() -> None:
+    # run() fails the test unless the command exits 0: every variant of the app answered its
+    # requests with the cached document.
+    result = run([sys.executable, "-m", "bench.layers", "--smoke"], REPO)
+
+    report = (REPO / "bench" / "results" / "LAYERS_SMOKE.md").read_text()
+    for layer in ("RequestIdMiddleware", "access log line", "circuit breaker"):
+        assert f"| {layer}" in report, layer
     assert "Traceback" not in result.stderr
