@@ -10,7 +10,6 @@ skipping Redis), means some requests went to PostgreSQL and the row would measur
 from __future__ import annotations
 
 import socket
-import subprocess
 from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -20,11 +19,11 @@ from bench._check import cache_result
 from bench._errors import BenchError
 from bench._http import get
 from bench._procs import listening_pid
+from bench._projects import run
 from bench._servers import Server
 from tests.services import ServiceError, redis
 
 INFO_TIMEOUT_SECONDS = 5
-COMMAND_TIMEOUT_SECONDS = 120
 
 # Run inside a rendered project: the key its GET /orders/{id} route asks its cache for, for two
 # order ids, through the project's own code (its settings' namespace, document_key with the schema
@@ -99,21 +98,13 @@ def document_key_prefix(uv: str, project: Path, env: Mapping[str, str]) -> str:
     and 2 must be one prefix followed by the id: a template whose keys stop looking like that
     stops the run here, not in a row of 404s.
     """
-    result = subprocess.run(
+    output = run(
         [uv, "run", "--quiet", "python", "-c", _KEYS_OF_PROJECT],
-        cwd=project,
-        env=dict(env),
-        capture_output=True,
-        text=True,
-        timeout=COMMAND_TIMEOUT_SECONDS,
-        check=False,
+        project,
+        f"computing {project.name}'s cache keys",
+        env,
     )
-    if result.returncode != 0:
-        raise BenchError(
-            f"cannot compute {project.name}'s cache keys ({result.returncode}):"
-            f" {result.stderr[-3000:]}"
-        )
-    keys = result.stdout.split()
+    keys = output.split()
     prefix = keys[0].removesuffix("1") if keys else ""
     if keys != [f"{prefix}1", f"{prefix}2"] or not prefix.endswith(":"):
         raise BenchError(
