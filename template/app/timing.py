@@ -8,12 +8,13 @@ object; they never set the ContextVar, so the value survives the task and greenl
 import logging
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from time import perf_counter
+from time import perf_counter, time
 from typing import Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-access_log = logging.getLogger("access")
+from app.access_log import AccessLog
+
 log = logging.getLogger(__name__)
 
 
@@ -81,7 +82,7 @@ class TimingMiddleware:
         self,
         app: ASGIApp,
         *,
-        access_log: bool,
+        access_log: AccessLog | None,
         slow_request_ms: float,
         observer: RequestObserver | None = None,
         tracer: RequestTracer | None = None,
@@ -131,13 +132,14 @@ class TimingMiddleware:
                 tracer.request_finished(span, scope, status, stats)
 
     def _log(self, scope: Scope, status: int, seconds: float, timing: str) -> None:
-        fields = {
-            "method": scope["method"],
-            "path": scope["path"],
-            "status": status,
-            "duration_ms": round(seconds * 1000, 1),
-        }
-        if self.access_log:
-            access_log.info("%s %s %s", scope["method"], scope["path"], status, extra=fields)
+        if self.access_log is not None:
+            self.access_log.write(time(), scope["method"], scope["path"], status, seconds)
         if seconds >= self.slow_request_seconds:
-            log.warning("slow request", extra={**fields, "server_timing": timing})
+            fields = {
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status,
+                "duration_ms": round(seconds * 1000, 1),
+                "server_timing": timing,
+            }
+            log.warning("slow request", extra=fields)

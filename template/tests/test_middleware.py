@@ -1,12 +1,15 @@
 """Request ids and Server-Timing: pure-ASGI middleware on every response, errors included."""
 
+import json
+import logging
 import re
 
 import httpx2
 import pytest
 from fastapi import FastAPI
 
-from app.logs import RequestIdFilter
+from app.access_log import AccessLog
+from app.logs import JsonFormatter, RequestIdFilter, TextFormatter
 from app.main import create_app
 from app.settings import Settings
 from app.timing import current_stats
@@ -18,6 +21,8 @@ TCHAR = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 PARAM = rf"(dur=\d+(\.\d+)?|desc=({TCHAR}|\"[^\"\\]*\"))"
 METRIC = rf"{TCHAR}(\s*;\s*{PARAM})*"
 SERVER_TIMING = re.compile(rf"{METRIC}(\s*,\s*{METRIC})*")
+# logging's default time format: "2026-12-03 13:14:49,068".
+TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}")
 
 
 @pytest.fixture
@@ -83,30 +88,61 @@ async def test_error_responses_carry_the_headers_too(client: httpx2.AsyncClient)
     assert SERVER_TIMING.fullmatch(response.headers["server-timing"])
 
 
-async def test_access_line_goes_to_the_access_logger_with_the_request_id(
-    client: httpx2.AsyncClient, caplog: pytest.LogCaptureFixture
+async def test_the_access_line_goes_to_stdout_as_json_with_the_request_id(
+    client: httpx2.AsyncClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    caplog.set_level("INFO", logger="access")
-    caplog.handler.addFilter(RequestIdFilter())
+    capsys.readouterr()
     await client.get("/livez", headers={"X-Request-ID": "log-me"})
 
-    [record] = [r for r in caplog.records if r.name == "access"]
-    assert record.getMessage() == "GET /livez 200"
-    assert record.__dict__["request_id"] == "log-me"
-    assert record.__dict__["status"] == 200
-    assert record.__dict__["duration_ms"] >= 0
+    [line] = [json.loads(text) for text in capsys.readouterr().out.splitlines()]
+    assert (line["logger"], line["level"]) == ("access", "info")
+    assert line["message"] == "GET /livez 200"
+    assert (line["method"], line["path"], line["status"]) == ("GET", "/livez", 200)
+    assert line["request_id"] == "log-me"
+    assert line["duration_ms"] >= 0
+    assert TIME.fullmatch(line["time"])
+
+
+@pytest.mark.parametrize("formatter", [JsonFormatter, TextFormatter])
+def test_an_access_line_is_the_line_logging_would_write(
+    formatter: type[logging.Formatter], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Written without logging (app.access_log), so a shipper must still get the same line: the
+    # one the service's own formatters make of a record with the same fields.
+    created = 1_796_300_000.042
+    log_format = "json" if formatter is JsonFormatter else "text"
+    AccessLog(log_format).write(created, "GET", "/orders/7", 404, 0.01234)
+    record = logging.makeLogRecord(
+        {
+            "name": "access",
+            "levelno": logging.INFO,
+            "levelname": "INFO",
+            "msg": "%s %s %s",
+            "args": ("GET", "/orders/7", 404),
+            "created": created,
+            "method": "GET",
+            "path": "/orders/7",
+            "status": 404,
+            "duration_ms": 12.3,
+        }
+    )
+    RequestIdFilter().filter(record)
+
+    assert capsys.readouterr().out == formatter().format(record) + "\n"
 
 
 async def test_slow_requests_are_logged_with_their_timing(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
     app = create_app(Settings(environment="test", slow_request_ms=0, access_log=False))
     transport = httpx2.ASGITransport(app=app)
     async with httpx2.AsyncClient(transport=transport, base_url="http://test") as client:
+        capsys.readouterr()
         await client.get("/livez")
 
     [record] = [r for r in caplog.records if r.getMessage() == "slow request"]
     assert record.levelname == "WARNING"
     assert record.__dict__["path"] == "/livez"
     assert record.__dict__["server_timing"].startswith("app;dur=")
-    assert not [r for r in caplog.records if r.name == "access"]
+    # ACCESS_LOG=false: no access line, though the slow-request warning is written.
+    assert capsys.readouterr().out == ""
