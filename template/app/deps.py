@@ -1,8 +1,9 @@
 """Typed access to the lifespan's resources, as Annotated dependencies for routes.
 
-Every dependency here and beside the resources (get_cache, get_queue) is `async def` though it
-only reads request.state: FastAPI runs a plain `def` dependency in the thread pool, which cost a
-cache hit about 100 us of CPU per request (bench/results/LAYERS.md), a fifth of its whole cost.
+Every dependency here and beside the resources (get_queue) is `async def` though it only reads
+request.state: FastAPI runs a plain `def` dependency in the thread pool, which cost a cache hit
+about 100 us of CPU per request (bench/results/LAYERS.md), a fifth of its whole cost. The cache
+hit's route takes none at all (app.cache.cache_of).
 """
 
 from typing import Annotated
