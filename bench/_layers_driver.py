@@ -197,7 +197,7 @@ def variants(app: Any, documents: dict[str, bytes]) -> dict[str, Callable[[ExitS
         ),
         "request id middleware": no_op(request_id.RequestIdMiddleware),
         "timing middleware, all of it": no_op(timing.TimingMiddleware),
-        "access log line": attribute("access_log", False),
+        "access log line": attribute("access_log", None),
         "metrics recording": attribute("observer", None),
         "tracing hook": attribute("tracer", None),
         "admission middleware": no_op(admission.AdmissionMiddleware),

@@ -34,6 +34,11 @@ class Balanced(Server):
             replica.cpu_seconds() for replica in self.replicas
         )
 
+    def terminate(self) -> None:
+        super().terminate()
+        for replica in self.replicas:
+            replica.terminate()
+
     def wait_ready(self, path: str) -> None:
         for replica in self.replicas:
             replica.wait_ready(path)

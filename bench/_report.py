@@ -10,6 +10,19 @@ from bench._wrk import LoadResult
 
 NOISE_PERCENT = 10
 
+# The same project on each server `uv run serve` can run (the server answer), per path; every
+# other row of a path is set against gunicorn's, the default answer's.
+SERVER_ROWS = {
+    "database path": {"gunicorn": "default", "uvicorn": "uvicorn", "granian": "granian"},
+    "cache hit": {"gunicorn": "cache-hit", "uvicorn": "uvicorn-hit", "granian": "granian-hit"},
+}
+BASE_SERVER = "gunicorn"
+# One worker against two (the same project, connection budget and server), per path.
+WORKER_ROWS = {
+    "database path": ("default", "default-2-workers"),
+    "cache hit": ("cache-hit", "cache-hit-2-workers"),
+}
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -158,6 +171,8 @@ class Setup:
     load_average: float
     serve_settings: str
     cache_settings: str
+    # WEB_CONCURRENCY of the rows with more than one worker.
+    workers: int
 
 
 def _ratio(value: float, base: float | None) -> str:
@@ -178,12 +193,90 @@ def _hit_ratio(by_name: dict[str, Row]) -> list[str]:
     """The template's cache hit against the plain FastAPI one, when the run had both."""
     if "cache-hit" not in by_name or "plain-fastapi-hit" not in by_name:
         return []
+    # The default server's row (gunicorn, one worker): what a user gets.
     template, plain = by_name["cache-hit"], by_name["plain-fastapi-hit"]
     return [
-        f"The template's cache hit serves {template.rps / plain.rps:.2f}x the plain FastAPI hit's"
+        f"The template's cache hit (gunicorn, one worker: the `cache-hit` row) serves"
+        f" {template.rps / plain.rps:.2f}x the plain FastAPI hit's"
         f" RPS, at {template.app_ms / plain.app_ms:.2f}x its app CPU per request: the rest of a"
         " hit's throughput goes to the template's own layers (python -m bench.layers splits"
         " them).",
+        "",
+    ]
+
+
+def _servers(by_name: dict[str, Row]) -> list[str]:
+    """Each server's row against gunicorn's of the same path and run, when both ran."""
+    lines = []
+    for path, names in SERVER_ROWS.items():
+        base = by_name.get(names[BASE_SERVER])
+        others = [(server, by_name[name]) for server, name in names.items() if name in by_name]
+        if base is None or len(others) < 2:
+            continue
+        lines += [
+            [
+                path,
+                server,
+                f"{row.rps:,.0f}",
+                _ratio(row.rps, base.rps),
+                f"{row.app_ms:.2f}",
+                _ratio(row.app_ms, base.app_ms),
+                _ms(row.p99_ms),
+            ]
+            for server, row in others
+        ]
+    if not lines:
+        return []
+    return [
+        "## Servers",
+        "",
+        "The same project served by each server the template offers (the `server` answer), one"
+        " worker each. RPS and app CPU per request are also given as a ratio to the gunicorn"
+        " row (the default) of the same path in this run: above 1.00 in `x gunicorn RPS` is"
+        " faster, above 1.00 in `x gunicorn CPU` costs more CPU per request.",
+        "",
+        *_table(
+            [
+                "path",
+                "server",
+                "RPS",
+                "x gunicorn RPS",
+                "app CPU ms/req",
+                "x gunicorn CPU",
+                "p99 ms",
+            ],
+            lines,
+        ),
+        "",
+    ]
+
+
+def _workers(by_name: dict[str, Row], cpus: int, workers: int) -> list[str]:
+    """More workers against one, on the CPUs of this machine, when both rows of a path ran."""
+    parts = []
+    for path, (one_name, two_name) in WORKER_ROWS.items():
+        if one_name not in by_name or two_name not in by_name:
+            continue
+        one, two = by_name[one_name], by_name[two_name]
+        parts.append(
+            f"{path}: {_ratio(two.rps, one.rps)}x the RPS, p99 {_ms(two.p99_ms)} ms against"
+            f" {_ms(one.p99_ms)} ms"
+        )
+    if not parts:
+        return []
+    # The README's rule: with WEB_CONCURRENCY unset, `serve` starts one worker per usable CPU.
+    rule = (
+        "what `uv run serve` starts here with WEB_CONCURRENCY unset"
+        if cpus == workers
+        else f"not what `uv run serve` starts here with WEB_CONCURRENCY unset ({cpus})"
+    )
+    return [
+        f"With {workers} workers instead of one on these {cpus} CPUs (WEB_CONCURRENCY={workers},"
+        f" the same budget of 20 connections, so {workers} pools of {20 // workers}), against"
+        f" the one-worker row: {'; '.join(parts)}. The template's README sizes workers at one"
+        " per CPU the container"
+        f" may use, so {workers} is {rule}. App, PostgreSQL, Redis and wrk share these CPUs: the"
+        " extra workers compete with them for what they add.",
         "",
     ]
 
@@ -264,11 +357,14 @@ def markdown(rows: Sequence[Row], setup: Setup) -> str:
         " `db CPU` is the whole PostgreSQL cluster's, `Redis CPU` the cache server's.",
         "",
         *_hit_ratio(by_name),
+        *_workers(by_name, setup.cpus, setup.workers),
+        *_servers(by_name),
         "## What limited each variant",
         "",
         "CPU seconds used per second of load (1.00 = one core busy), medians over the rounds."
-        " Each app is one process: near 1.00 in the `app` column, the app's own CPU is the"
-        " limit, and `1000 / app CPU ms/req` is its RPS ceiling. When `machine` is near the CPU"
+        " Each app is one process (the two-worker and replica rows are two): near 1.00 in the"
+        " `app` column (2.00 for those), the app's own CPU is the limit, and `1000 / app CPU"
+        " ms/req` is its RPS ceiling on one core. When `machine` is near the CPU"
         " count instead, the machine is full: app, PostgreSQL, Redis and wrk compete for it, and"
         " `other processes` (anything outside the benchmark) took its share from them.",
         "",
@@ -292,9 +388,12 @@ def markdown(rows: Sequence[Row], setup: Setup) -> str:
         f"- Load: `{setup.wrk}` with bench/orders.lua, {setup.connections} connections. The"
         " variants alternate within each round, starting one later each round; each one was"
         f" warmed up for {setup.warmup} s before its first round.",
-        "- Apps: one server process each, 20 database connections each, all running during the"
-        f" whole benchmark on Python {setup.python}. The projects run `uv run serve` with"
-        f" {setup.serve_settings}. CPU is read from /proc for each app's"
+        "- Apps: one server process each (the two-worker rows two workers, the replica row two"
+        " replicas, sharing the same 20 connections), 20 database connections each, all running"
+        f" during the whole benchmark on Python {setup.python}. The projects run `uv run serve`"
+        f" with {setup.serve_settings}, logging as shipped (an access log line per request, to"
+        " a file); the reference apps log nothing per request. CPU is read from /proc for each"
+        " app's"
         " process tree and for all processes of the PostgreSQL cluster, before and after each"
         " round, and divided by the requests wrk completed.",
         f"- PostgreSQL {setup.postgres}, throwaway cluster on loopback.",

@@ -22,22 +22,29 @@ from bench._check import check_documents
 from bench._errors import BenchError
 from bench._procs import free_port, listening_pid, machine_busy_seconds, tree_cpu_seconds
 from bench._report import Measurement, Setup, Variant, markdown, summarize
-from bench._servers import Server, start
+from bench._servers import Server, start, terminate_all
 from tests.services import ServiceError, postgres
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 POOL_SIZE = 20
 
-# Table order: the baseline, what the template generates, the ceiling.
+# Table order: the baseline, what the template generates, the ceiling. The other servers and
+# the second worker sit right under the gunicorn row they are compared with.
 VARIANT_NAMES = (
     "naive",
     "default",
+    "uvicorn",
+    "granian",
+    "default-2-workers",
     "default-no-metrics",
     "default-traced",
     "default-replicas",
     "asyncpg",
     "cache-hit",
+    "uvicorn-hit",
+    "granian-hit",
+    "cache-hit-2-workers",
     "cache-hit-no-metrics",
     "cache-hit-traced",
     "plain-fastapi-hit",
@@ -45,11 +52,16 @@ VARIANT_NAMES = (
 )
 PROJECT_ANSWERS = {
     "default": {},
+    # The other servers `uv run serve` can run (the server answer; gunicorn is the default).
+    "uvicorn": {"server": "uvicorn"},
+    "granian": {"server": "granian"},
     # What the default's metrics cost: the same project without them (the one answer changed).
     "default-no-metrics": {"metrics": "none"},
     "asyncpg": {"db_driver": "asyncpg"},
     # The default project with the template's Redis cache-aside of the document bytes.
     "cache-hit": {"cache": "redis"},
+    "uvicorn-hit": {"cache": "redis", "server": "uvicorn"},
+    "granian-hit": {"cache": "redis", "server": "granian"},
     "cache-hit-no-metrics": {"cache": "redis", "metrics": "none"},
 }
 # What tracing costs once it exports: the same project as the variant named, served with
@@ -58,10 +70,24 @@ PROJECT_ANSWERS = {
 TRACED_VARIANTS = {"default-traced": "default", "cache-hit-traced": "cache-hit"}
 # Served as two replicas of the project named, behind the nginx.conf it ships (bench._replicas).
 REPLICA_VARIANTS = {"default-replicas": "default"}
+# The project named, served with WEB_CONCURRENCY=WORKERS and the same connection budget (so
+# pools of 10): what the README's one-worker-per-CPU rule buys on this machine's CPUs. Their app
+# CPU is the whole tree's (Server.cpu_seconds): supervisor and every worker.
+WORKER_VARIANTS = {"default-2-workers": "default", "cache-hit-2-workers": "cache-hit"}
+WORKERS = 2
 # The project each row serves.
-PROJECT_OF = {**TRACED_VARIANTS, **REPLICA_VARIANTS}
+PROJECT_OF = {**TRACED_VARIANTS, **REPLICA_VARIANTS, **WORKER_VARIANTS}
 # Served with a Redis, warmed before the checks, and measured on cache hits only.
-CACHE_HIT_VARIANTS = frozenset({"cache-hit", "cache-hit-no-metrics", "cache-hit-traced"})
+CACHE_HIT_VARIANTS = frozenset(
+    {
+        "cache-hit",
+        "uvicorn-hit",
+        "granian-hit",
+        "cache-hit-2-workers",
+        "cache-hit-no-metrics",
+        "cache-hit-traced",
+    }
+)
 # Reference apps that read the entries the warm-up of the project row named stores in that
 # Redis, with that project's keys (bench._cache.document_key_prefix): they load nothing
 # themselves, so that row must run too.
@@ -206,6 +232,7 @@ def run(options: Options) -> str:
         cache_settings=" ".join(
             f"{k}={v}" for k, v in {**_projects.CACHE_SETTINGS, **options.cache_settings}.items()
         ),
+        workers=WORKERS,
     )
     text = markdown(summarize(variants, queries, measurements), setup)
     options.output.parent.mkdir(parents=True, exist_ok=True)
@@ -249,8 +276,11 @@ def prepare_project(uv: str, workdir: Path, name: str) -> tuple[Path, str]:
 
 def start_database(stack: ExitStack, python: Path, apps: int) -> tuple[str, int]:
     """A throwaway PostgreSQL, stopped with `stack`; its plain URL and its postmaster's pid."""
+    # Every app keeps its pool (or its workers' or replicas' pools, together as large) open from
+    # its first round to the end of the run, all of them side by side, plus the runner's own.
+    needed = POOL_SIZE * apps + 10
     try:
-        database = stack.enter_context(postgres())
+        database = stack.enter_context(postgres(max_connections=needed))
     except ServiceError as error:
         raise BenchError(f"cannot start PostgreSQL: {error}") from error
     # A plain postgresql:// URL: the projects accept it for every PostgreSQL driver.
@@ -261,7 +291,7 @@ def start_database(stack: ExitStack, python: Path, apps: int) -> tuple[str, int]
     postmaster = listening_pid(port) if port else None
     if postmaster is None:
         raise BenchError(f"cannot find the PostgreSQL process listening on {url}")
-    needed = POOL_SIZE * apps + 10
+    # A server from TEST_POSTGRES_URL has the connections it was configured with.
     max_connections = int(_reference.fetch_sql(python, url, "SHOW max_connections"))
     if max_connections < needed:
         raise BenchError(
@@ -303,6 +333,8 @@ def start_apps(
                 if sink is None:
                     raise BenchError(f"the {name} variant needs an OTLP sink; none was started")
                 env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink
+            if name in WORKER_VARIANTS:
+                env["WEB_CONCURRENCY"] = str(WORKERS)
             cwd = projects[project]
             given = _projects.answers_for(PROJECT_ANSWERS[project], questions)
             variants.append(project_variant(name, _projects.stored_answers(cwd), given))
@@ -327,6 +359,9 @@ def start_apps(
             server = start(name, command, cwd=cwd, env=env, port=port, log=workdir / f"{name}.log")
         stack.callback(server.stop)
         servers.append(server)
+    # Run first on the way out (the stack unwinds in reverse): every app gets its SIGTERM at once,
+    # and each stop() above only waits for its own.
+    stack.callback(terminate_all, servers)
     for server in servers:
         server.wait_ready("/orders/1")
     return variants, servers
@@ -461,9 +496,15 @@ REFERENCE_VARIANTS = {
 
 PROJECT_LABELS = {
     "default": "template defaults",
+    "uvicorn": "template defaults, server uvicorn",
+    "granian": "template defaults, server granian",
+    "default-2-workers": "template defaults, two workers",
     "default-no-metrics": "template defaults, metrics none",
     "asyncpg": "template",
     "cache-hit": "template defaults, Redis cache hit",
+    "uvicorn-hit": "template defaults, Redis cache hit, server uvicorn",
+    "granian-hit": "template defaults, Redis cache hit, server granian",
+    "cache-hit-2-workers": "template defaults, Redis cache hit, two workers",
     "cache-hit-no-metrics": "template defaults, Redis cache hit, metrics none",
     "default-traced": "template defaults, traces exported",
     "default-replicas": "template defaults, two replicas behind nginx",
@@ -496,6 +537,14 @@ def project_variant(name: str, answers: Mapping[str, object], given: Mapping[str
             " deploy/nginx/nginx.conf in Debian's nginx (its port, upstream addresses and paths"
             " changed, nothing else). Two processes for the service instead of one, on the same"
             " cores: what a second replica buys on this machine, nginx's cost included.",
+        )
+    if name in WORKER_VARIANTS:
+        description = description.replace(
+            "with one worker.",
+            f"with {WORKERS} workers (WEB_CONCURRENCY={WORKERS}) and the same"
+            f" DB__CONNECTION_BUDGET=20, so {WORKERS} pools of {POOL_SIZE // WORKERS}: the"
+            f" `{WORKER_VARIANTS[name]}` row's project and settings but for the worker count."
+            " Its app CPU is the whole process tree's, the supervisor's and every worker's.",
         )
     if name in CACHE_HIT_VARIANTS:
         description += (

@@ -527,9 +527,12 @@ def postgres_from_url(env_var: str = "TEST_POSTGRES_URL") -> Postgres:
 
 
 @contextlib.contextmanager
-def postgres(*, from_env: bool = True) -> Iterator[Postgres]:
+def postgres(*, from_env: bool = True, max_connections: int = 300) -> Iterator[Postgres]:
     """A PostgreSQL server for as long as the block runs (or the one TEST_POSTGRES_URL names,
-    unless `from_env` is False: a test that stops or freezes its server needs one of its own)."""
+    unless `from_env` is False: a test that stops or freezes its server needs one of its own).
+
+    `max_connections` applies to a server started here only.
+    """
     if from_env and os.environ.get("TEST_POSTGRES_URL"):
         yield postgres_from_url()
         return
@@ -577,10 +580,10 @@ def postgres(*, from_env: bool = True) -> Iterator[Postgres]:
                 "synchronous_commit=off",
                 "-c",
                 "full_page_writes=off",
-                # Room for several app workers' pools at once (see FACTS: workers x pool size):
-                # the benchmark serves ten apps with pools of 20 side by side.
+                # Room for several app workers' pools at once (see FACTS: workers x pool size);
+                # the benchmark asks for more, for all its apps' pools of 20 side by side.
                 "-c",
-                "max_connections=300",
+                f"max_connections={max_connections}",
             ]
             return ServerProcess(
                 "PostgreSQL",

@@ -1,10 +1,10 @@
 """The benchmarks still run end to end (their smoke modes): render, seed, serve, compare, load.
 
-`bench` checks that the five apps return the same documents, that the projects make one query per
-document (the cache-hit one none, every request a hit); `bench.redis_outage` that the cache-hit
-project answers every request with 200 while its Redis is up, refuses and hangs;
-`bench.admission` that overload gets only 200s and 503s. No test asserts anything about speed
-(that is the full runs' job, on a quiet machine).
+`bench` checks that every app (each server, one and two workers) returns the same documents,
+that the projects make one query per document (the cache-hit ones none, every request a hit);
+`bench.redis_outage` that the cache-hit project answers every request with 200 while its Redis
+is up, refuses and hangs; `bench.admission` that overload gets only 200s and 503s. No test
+asserts anything about speed (that is the full runs' job, on a quiet machine).
 """
 
 import sys
@@ -23,11 +23,17 @@ def test_bench_smoke_runs_and_reports_every_variant() -> None:
     labels = (
         "| naive:",
         "| template defaults:",
+        "| template defaults, server uvicorn:",
+        "| template defaults, server granian:",
+        "| template defaults, two workers:",
         "| template defaults, traces exported:",
         "| template defaults, two replicas behind nginx:",
         "| template defaults, Redis cache hit, traces exported:",
         "| template: asyncpg",
         "| template defaults, Redis cache hit:",
+        "| template defaults, Redis cache hit, server uvicorn:",
+        "| template defaults, Redis cache hit, server granian:",
+        "| template defaults, Redis cache hit, two workers:",
         "| plain FastAPI:",
         "| limit:",
     )
