@@ -148,10 +148,10 @@ def run(args: argparse.Namespace, command: str) -> str:
 
 
 def driver_env(database_url: str, redis_url: str, workdir: Path, *, smoke: bool) -> dict[str, str]:
-    """The project's serving environment, with what the benchmark quiets put back as shipped."""
+    """The project's serving environment, as the main benchmark serves it (logging as shipped)."""
     extra = _projects.SMOKE_CACHE_SETTINGS if smoke else {}
     env = _projects.serve_env(free_port(), database_url, redis_url, extra)
-    # Shipped: access log on, log level info. The main benchmark turns them off for its rows.
+    # As shipped even when the caller's environment sets them: access log on, log level info.
     for name in ("ACCESS_LOG", "LOG_LEVEL"):
         env.pop(name, None)
     # As under `serve`: metric values in per-process files (prometheus_client's multiprocess mode).
