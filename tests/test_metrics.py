@@ -98,6 +98,13 @@ def _requests_counted(port: int) -> float:
     return _sample(text, "http_server_request_duration_seconds_count", http_route=ROUTE)
 
 
+def _counted_at_least(port: int, expected: int) -> None:
+    """Wait until the scrape counts `expected` requests (the workers' next ticks), then hold it
+    to exactly that: none lost, none counted twice."""
+    _wait_for(f"{expected} requests counted", lambda: _requests_counted(port) >= expected)
+    assert _requests_counted(port) == expected
+
+
 def _worker_pids(metrics_dir: Path) -> set[int]:
     """Live processes with a histogram file: the workers (their loop-lag probe writes at once)."""
     pids = set()
@@ -157,7 +164,10 @@ def test_counts_add_up_across_workers_and_survive_a_killed_one(
     with serving(project, env, tmp_path / "serve.log") as served:
         _wait_for("two workers", lambda: len(_worker_pids(metrics_dir)) == 2)
         _send(served, 200)
-        assert _requests_counted(port) == 200
+        # Each worker adds what it recorded at its probe's next tick (0.1 s). A worker killed
+        # before that tick loses those samples, which is the documented price of recording
+        # requests in memory; what it had added must survive it.
+        _counted_at_least(port, 200)
 
         victim = min(_worker_pids(metrics_dir))
         os.kill(victim, signal.SIGKILL)
@@ -171,7 +181,7 @@ def test_counts_add_up_across_workers_and_survive_a_killed_one(
         assert not list(metrics_dir.glob(f"*_{victim}.db"))
 
         _send(served, 50)
-        assert _requests_counted(port) == 250
+        _counted_at_least(port, 250)
 
 
 # gunicorn only: granian has no max-requests setting, and uvicorn's supervisor replaces a worker
@@ -233,6 +243,8 @@ for _ in range(1000):
         metrics = Metrics(None)
         metrics.request_started()
         metrics.request_finished(scope, 200, 0.01, RequestStats(cache="hit"))
+        # What the worker's probe does at its next tick, and last at shutdown.
+        metrics.flush()
         os._exit(0)
     os.waitpid(pid, 0)
 files_before = len(list(directory.glob("*.db")))
