@@ -3,10 +3,10 @@
 The line is the one app.logs' formatters make of a record (time, level, logger "access", message,
 method, path, status, duration_ms, request_id, and trace_id when traced), so a log shipper sees the
 same fields as in every other line. It is written here directly because it is written for every
-request: through logging (a LogRecord, the ids filter, the handler's lock, the formatter) it cost a
-Redis cache hit about 45 us of CPU under load, a seventh of the whole request; this costs a third
-of that (bench/results/LAYERS.md). Application logs, the slow-request warning included, still go
-through logging to stderr.
+request: through logging (a LogRecord, the ids filter, the handler's lock, the formatter) the line
+cost a Redis cache hit 77 us of CPU in bench.layers' measurement, written here 31 us
+(bench/results/LAYERS.md). Application logs, the slow-request warning included, still go through
+logging to stderr.
 """
 
 import sys
