@@ -54,6 +54,10 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
         # FastAPI, SQLAlchemy and pydantic again: 2.8 s of CPU per import of app.main instead of
         # 1.2 s, half of the CPU time a generated project's suite takes.
         patch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+        # A developer's own servers: each test names the ones it means, or none (the generated
+        # projects' local servers, tests/test_dev.py and the matrix's LOCAL_SERVERS suites).
+        for name in ("DATABASE_URL", "MIGRATION_DATABASE_URL", "REDIS_URL"):
+            patch.delenv(name, raising=False)
         yield
 
 

@@ -107,3 +107,14 @@ def sqlite_rendering(server: str) -> dict[str, str]:
         and combination.get("json_encoder") == "orjson"
         and combination.get("metrics", "prometheus") == "prometheus"
     )
+
+
+# The suites that run as on a fresh machine: neither DATABASE_URL nor REDIS_URL, and no database
+# or Redis program on PATH, so each project's own fallback (a throwaway PostgreSQL and Valkey
+# from its dev group's wheels) is what they run against. The defaults (SQLAlchemy on asyncpg, the
+# Redis cache, arq) and raw asyncpg with Celery: both PostgreSQL driver families, both workers.
+# Every other suite gets the template's servers, as a developer's DATABASE_URL would.
+LOCAL_SERVERS = [
+    {"db_driver": "sqlalchemy-asyncpg"},
+    {"db_driver": "asyncpg", "queue": "celery"},
+]

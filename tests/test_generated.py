@@ -10,9 +10,9 @@ import pytest
 
 from tests.commands import UV, run
 from tests.conftest import Render, choice_values
-from tests.matrix import COMBINATIONS, combination_id
+from tests.matrix import COMBINATIONS, LOCAL_SERVERS, combination_id
 from tests.projects import SharedProjects
-from tests.serving import services_env, serving
+from tests.serving import services_env, serving, without_servers_env
 
 pytestmark = pytest.mark.slow
 
@@ -29,9 +29,17 @@ class Project:
 
 
 @pytest.fixture(params=COMBINATIONS, ids=combination_id)
-def project(request: pytest.FixtureRequest, render: Render, synced: Synced) -> Project:
+def project(
+    request: pytest.FixtureRequest, render: Render, synced: Synced, tmp_path: Path
+) -> Project:
     path = synced(render(**request.param))
+    if request.param in LOCAL_SERVERS:
+        return Project(path, without_servers_env(tmp_path / "bin"))
     return Project(path, services_env(request, path))
+
+
+def test_the_local_server_suites_are_in_the_matrix() -> None:
+    assert all(answers in COMBINATIONS for answers in LOCAL_SERVERS)
 
 
 def test_ruff_finds_nothing_to_fix(project: Project) -> None:
