@@ -214,7 +214,9 @@ def test_workers_recycled_after_every_request_leave_no_files_behind(
             most_files = max(most_files, len(list(metrics_dir.glob("*.db"))))
         # The last worker to exit may not have been replaced yet: wait until two serve again.
         _wait_for("two workers", lambda: len(_worker_pids(metrics_dir)) == 2)
-        assert _requests_counted(port) == recycles
+        # The last recycled worker adds its request at its final tick, as it shuts down: that
+        # can come after its successor has started.
+        _counted_at_least(port, recycles)
         files_after_scrape = len(list(metrics_dir.glob("*.db")))
 
     print(f"{server}: {recycles} recycles, at most {most_files} files, {files_after_scrape} after")
