@@ -56,7 +56,10 @@ DEPLOY_SWITCHES: dict[tuple[str, str], tuple[str, ...]] = {
 #   Celery on raw asyncpg and on MariaDB (each database family once with each worker);
 # - every server x json_encoder pair on SQLite, each with one of the cache x queue pairs, so all
 #   nine of those pairs run too (the encoder changes the orders routes; the pairs, the wiring);
-# - every other Python version, on the defaults;
+# - every other Python version on one of those renderings with its whole stack (a database or
+#   Redis server and a worker), rather than on a rendering of its own: two suites fewer, each
+#   ~100 s under CI's load (issue 15 had to fit in the 15-minute budget). The defaults run on
+#   the default Python;
 # - what the update tests end at: the non-default project and each switched one.
 CELERY_DRIVERS = {"asyncpg", "sqlalchemy-asyncmy"}
 CACHE_QUEUE_PAIRS = [
@@ -73,20 +76,44 @@ UPDATED_ANSWERS = [
     NON_DEFAULT_ANSWERS,
     *({**SWITCH_BASE, question: value} for question, value in SWITCHES),
 ]
-COMBINATIONS = (
-    [
-        {"db_driver": driver, **({"queue": "celery"} if driver in CELERY_DRIVERS else {})}
-        for driver in choice_values("db_driver")
-        # SQLite runs nine times below, its defaults first.
-        if driver != "sqlalchemy-aiosqlite"
-    ]
-    + [
-        {**server_encoder, "db_driver": "sqlalchemy-aiosqlite", **cache_queue}
-        for server_encoder, cache_queue in zip(SERVER_ENCODER_PAIRS, CACHE_QUEUE_PAIRS, strict=True)
-    ]
-    + [{"python_version": version} for version in choice_values("python_version")[1:]]
-    + UPDATED_ANSWERS
+# Where each other Python version runs: PostgreSQL through psycopg with Redis and arq, and SQLite
+# with Redis and Celery.
+PYTHON_VERSION_HOSTS = dict(
+    zip(
+        choice_values("python_version")[1:],
+        [
+            {"db_driver": "sqlalchemy-psycopg"},
+            {"server": "gunicorn", "json_encoder": "msgspec", "db_driver": "sqlalchemy-aiosqlite"},
+        ],
+        strict=True,
+    )
 )
+
+
+def _on_its_python(answers: dict[str, str]) -> dict[str, str]:
+    for version, host in PYTHON_VERSION_HOSTS.items():
+        if answers.items() >= host.items():
+            return {**answers, "python_version": version}
+    return answers
+
+
+COMBINATIONS = [
+    _on_its_python(answers)
+    for answers in [
+        *(
+            {"db_driver": driver, **({"queue": "celery"} if driver in CELERY_DRIVERS else {})}
+            for driver in choice_values("db_driver")
+            # SQLite runs nine times below, its defaults first.
+            if driver != "sqlalchemy-aiosqlite"
+        ),
+        *(
+            {**server_encoder, "db_driver": "sqlalchemy-aiosqlite", **cache_queue}
+            for server_encoder, cache_queue in zip(
+                SERVER_ENCODER_PAIRS, CACHE_QUEUE_PAIRS, strict=True
+            )
+        ),
+    ]
+] + UPDATED_ANSWERS
 
 
 def combination_id(answers: dict[str, str]) -> str:

@@ -42,6 +42,20 @@ def test_the_local_server_suites_are_in_the_matrix() -> None:
     assert all(answers in COMBINATIONS for answers in LOCAL_SERVERS)
 
 
+def test_every_python_version_runs_a_suite_with_servers_and_a_worker() -> None:
+    """Each Python version's suites include one with a worker and a database server or Redis."""
+    default = choice_values("python_version")[0]
+
+    def full_stack(answers: dict[str, str]) -> bool:
+        driver = answers.get("db_driver", "sqlalchemy-asyncpg")
+        server = driver != "sqlalchemy-aiosqlite" or answers.get("cache", "redis") == "redis"
+        return driver != "none" and answers.get("queue", "arq") != "none" and server
+
+    for version in choice_values("python_version"):
+        runs = [a for a in COMBINATIONS if a.get("python_version", default) == version]
+        assert any(full_stack(answers) for answers in runs), version
+
+
 def test_ruff_finds_nothing_to_fix(project: Project) -> None:
     run([UV, "run", "ruff", "check", "--no-fix"], project.path)
     run([UV, "run", "ruff", "format", "--check"], project.path)
