@@ -71,6 +71,7 @@ async def quote_order(
             await partner_api.quote_tax(client, partners=partners, amount_cents=order.total_cents)
         )
 
+    failure: partner_api.PartnerError | None = None
     try:
         # AnyIO's task group, not asyncio.TaskGroup: on Python 3.11 and 3.12 a failing child
         # leaves asyncio.TaskGroup's parent task marked as cancelling, and an enclosing AnyIO
@@ -80,12 +81,15 @@ async def quote_order(
             calls.start_soon(ask_tax)
     except* partner_api.PartnerError as failed:
         # The first failure answers; the problem handler turns it into problem+json.
-        error = failed.exceptions[0]
+        failure = failed.exceptions[0]
+    if failure is not None:
         log.warning(
             "quote failed",
-            extra={"order_id": order_id, "error": str(error), "cause": repr(error.__cause__)},
+            extra={"order_id": order_id, "error": str(failure), "cause": repr(failure.__cause__)},
         )
-        raise error from None
+        # Raised here, not inside `except*`: Python 3.11.0 to 3.11.3 (Debian 12's is 3.11.2)
+        # wrap an exception raised there in an ExceptionGroup, which no handler matches: a 500.
+        raise failure from None
     [shipped], [taxed] = shipping, tax
     return {
         "order_id": order_id,
