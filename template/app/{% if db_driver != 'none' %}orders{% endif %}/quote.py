@@ -71,7 +71,8 @@ async def quote_order(
             await partner_api.quote_tax(client, partners=partners, amount_cents=order.total_cents)
         )
 
-    failure: partner_api.PartnerError | None = None
+    # The failure itself (or, were a child's error a group of its own, that group).
+    failure: Exception | None = None
     try:
         # AnyIO's task group, not asyncio.TaskGroup: on Python 3.11 and 3.12 a failing child
         # leaves asyncio.TaskGroup's parent task marked as cancelling, and an enclosing AnyIO
