@@ -15,8 +15,8 @@ from bench._run import READS_CACHE_OF, RESULTS, VARIANT_NAMES, Options, run
 
 DEFAULTS = {"rounds": 3, "duration": 10, "warmup": 3, "orders": 1000, "items_per_order": 200}
 # Small enough for a test suite: every step runs, none of the numbers mean much. One second of
-# load per app and round (wrk's least) is plenty to prove a round works, and with seventeen apps
-# each second more is seventeen more of the suite's time.
+# load per app and round (wrk's least) is plenty to prove a round works, and with eighteen apps
+# each second more is eighteen more of the suite's time.
 SMOKE = {"rounds": 1, "duration": 1, "warmup": 1, "orders": 50, "items_per_order": 20}
 
 

@@ -189,6 +189,34 @@ def _table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> list[str]:
     return out
 
 
+def _framework_share(by_name: dict[str, Row]) -> list[str]:
+    """Plain FastAPI's database read against the limit, and the template's against it."""
+    if "plain-fastapi-db" not in by_name:
+        return []
+    plain = by_name["plain-fastapi-db"]
+    parts = []
+    if "limit" in by_name:
+        limit = by_name["limit"]
+        parts.append(
+            f"Plain FastAPI over asyncpg (the `plain-fastapi-db` row: the limit app's pool and"
+            f" query behind one FastAPI route) serves {plain.rps:,.0f} RPS,"
+            f" {_ratio(plain.rps, limit.rps)} of the limit's {limit.rps:,.0f}, at"
+            f" {_ratio(plain.app_ms, limit.app_ms)}x its app CPU per request: the rest of the"
+            " limit's throughput is what the framework alone takes from a database read."
+        )
+    # The template's row with the same driver: there too PostgreSQL builds the document in one
+    # query and the bytes pass through, so the gap is the template's own layers.
+    if "asyncpg" in by_name:
+        template = by_name["asyncpg"]
+        parts.append(
+            f"The template with `db_driver=asyncpg` (the `asyncpg` row) serves"
+            f" {_ratio(template.rps, plain.rps)} of plain FastAPI's RPS, at"
+            f" {_ratio(template.app_ms, plain.app_ms)}x its app CPU per request: the rest goes to"
+            " the template's own layers."
+        )
+    return [" ".join(parts), ""] if parts else []
+
+
 def _hit_ratio(by_name: dict[str, Row]) -> list[str]:
     """The template's cache hit against the plain FastAPI one, when the run had both."""
     if "cache-hit" not in by_name or "plain-fastapi-hit" not in by_name:
@@ -356,6 +384,7 @@ def markdown(rows: Sequence[Row], setup: Setup) -> str:
         " answers over all rounds. `queries/req` is 0 where every request was a cache hit;"
         " `db CPU` is the whole PostgreSQL cluster's, `Redis CPU` the cache server's.",
         "",
+        *_framework_share(by_name),
         *_hit_ratio(by_name),
         *_workers(by_name, setup.cpus, setup.workers),
         *_servers(by_name),

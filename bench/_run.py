@@ -48,6 +48,7 @@ VARIANT_NAMES = (
     "cache-hit-no-metrics",
     "cache-hit-traced",
     "plain-fastapi-hit",
+    "plain-fastapi-db",
     "limit",
 )
 PROJECT_ANSWERS = {
@@ -484,6 +485,14 @@ REFERENCE_VARIANTS = {
         " stored bytes go out as they are. It reads the entries that project's warm-up stored and"
         " loads nothing itself: every measured request a Redis hit, checked like the cache-hit"
         " row's. The ceiling of a cache hit with the framework.",
+    ),
+    "plain-fastapi-db": Variant(
+        "plain-fastapi-db",
+        "plain FastAPI + asyncpg: PostgreSQL-built JSON",
+        "bench/plain_fastapi_db_app.py: one FastAPI route, no middleware; the limit app's"
+        " asyncpg pool (owned by the lifespan) and its one query, imported from"
+        " bench/limit_app.py, the document's bytes out as they are. The ceiling of a database"
+        " read with the framework: its RPS over the limit row's is what FastAPI alone leaves.",
     ),
     "limit": Variant(
         "limit",

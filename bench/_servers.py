@@ -95,7 +95,7 @@ class Server:
 def terminate_all(servers: Iterable[Server]) -> None:
     """SIGTERM every server at once: they shut down side by side, not one after the other.
 
-    Each takes about half a second to close its pools and exit; one by one, a run of seventeen
+    Each takes about half a second to close its pools and exit; one by one, a run of eighteen
     apps would spend most of ten seconds on it.
     """
     for server in servers:
