@@ -27,9 +27,15 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _content_length(scope)
+        declared, chunked = _framing(scope)
         if declared is not None and declared > self.max_body_bytes:
             await self._too_large()(scope, receive, send)
+            return
+        if not chunked and scope.get("http_version") in _LENGTH_FRAMED:
+            # HTTP/1 without Transfer-Encoding: the server hands the app exactly the declared
+            # length (none without Content-Length), already checked. Nothing to count, so no
+            # wrappers: each cost every request, a GET included, a few us in the served benchmark.
+            await self.app(scope, receive, send)
             return
         received = 0
         refused = responding = False
@@ -64,11 +70,22 @@ class BodyLimitMiddleware:
                 raise
 
 
-def _content_length(scope: Scope) -> int | None:
+# HTTP versions in which Content-Length, when there is no Transfer-Encoding, is the body's length:
+# the server reads that many bytes as the body, and what follows is the next request.
+_LENGTH_FRAMED = frozenset({"1.0", "1.1"})
+
+
+def _framing(scope: Scope) -> tuple[int | None, bool]:
+    """The declared Content-Length (None if absent or malformed), and whether the body is chunked
+    (a Transfer-Encoding header: its length is known only once read)."""
+    declared = None
+    chunked = False
     for name, value in scope["headers"]:
         if name == b"content-length":
             try:
-                return int(value)
+                declared = int(value)
             except ValueError:
-                return None  # the server refuses a malformed one before the app sees it
-    return None
+                declared = None  # the server refuses a malformed one before the app sees it
+        elif name == b"transfer-encoding":
+            chunked = True
+    return declared, chunked

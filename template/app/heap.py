@@ -1,4 +1,5 @@
-"""After start-up, what lives as long as the process leaves the garbage collector's full passes.
+"""After start-up: what lives as long as the process leaves the collector's full passes, and the
+youngest generation is collected less often.
 
 A worker holds some hundred thousand objects for its whole life (modules, FastAPI's routes and
 models, pydantic's validators, SQLAlchemy's and OpenTelemetry's state). Every full collection
@@ -24,3 +25,18 @@ def freeze_startup_objects() -> None:
     gc.collect()
     gc.freeze()
     log.debug("heap frozen", extra={"frozen_objects": gc.get_freeze_count()})
+
+
+# Container objects allocated (net) before a young collection: ten times CPython's 2000. A request
+# allocates some hundreds (scope, Request, headers, the response, coroutine frames) and most die
+# with it by reference count; a young collection walks the ones alive at that moment, mostly those
+# of the requests in flight, and promotes them to be walked again later. Measured on the cache-hit
+# project under 32 connections: 2000 -> 20000 served 5% more hits (4122 against 3920 RPS, served
+# one after the other) at the same memory (99 MB resident). Older generations keep their settings.
+YOUNG_GENERATION_THRESHOLD = 20_000
+
+
+def collect_young_less_often() -> None:
+    """Raise the young generation's threshold; the two older ones stay as CPython sets them."""
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, middle, old)
