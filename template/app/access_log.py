@@ -26,20 +26,19 @@ class AccessLog:
         request_id = current_request_id()
         trace_id = current_trace_id()
         if self.json:
-            line = {
-                "time": line_time(created),
-                "level": "info",
-                "logger": "access",
-                "message": f"{method} {path} {status}",
-                "method": method,
-                "path": path,
-                "status": status,
-                "duration_ms": duration_ms,
-                "request_id": request_id,
-            }
-            if trace_id is not None:
-                line["trace_id"] = trace_id
-            text = encode_line(line)
+            # The text the formatter's json encoder makes of the line's dict, byte for byte, put
+            # together in one f-string: the dict and the encoder's walk over it were most of the
+            # line's cost in the served benchmark. Only the strings that come from the request are
+            # escaped (by the same encoder, its C string escaping); the rest is known to be plain.
+            method_json = encode_line(method)[1:-1]
+            path_json = encode_line(path)[1:-1]
+            text = (
+                f'{{"time": "{line_time(created)}", "level": "info", "logger": "access",'
+                f' "message": "{method_json} {path_json} {status}", "method": "{method_json}",'
+                f' "path": "{path_json}", "status": {status}, "duration_ms": {duration_ms!r},'
+                f' "request_id": {encode_line(request_id)}'
+            )
+            text += f', "trace_id": "{trace_id}"}}' if trace_id is not None else "}"
         else:
             text = (
                 f"{line_time(created)} INFO access [{request_id}] {method} {path} {status}"

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from app.access_log import AccessLog
 from app.logs import JsonFormatter, RequestIdFilter, TextFormatter
 from app.main import create_app
+from app.request_id import set_trace_id
 from app.settings import Settings
 from app.timing import current_stats
 
@@ -104,29 +105,47 @@ async def test_the_access_line_goes_to_stdout_as_json_with_the_request_id(
 
 
 @pytest.mark.parametrize("formatter", [JsonFormatter, TextFormatter])
+@pytest.mark.parametrize(
+    ("path", "trace_id"),
+    [
+        ("/orders/7", None),
+        # A path is the client's (percent-decoded): quotes, backslashes, control characters
+        # and non-ASCII must come out escaped exactly as the formatter's encoder escapes them.
+        ('/a"b\\c/\x01\u2028/é/\U0001f600', None),
+        ("/orders/7", "4bf92f3577b34da6a3ce929d0e0e4736"),
+    ],
+)
 def test_an_access_line_is_the_line_logging_would_write(
-    formatter: type[logging.Formatter], capsys: pytest.CaptureFixture[str]
+    formatter: type[logging.Formatter],
+    path: str,
+    trace_id: str | None,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     # Written without logging (app.access_log), so a shipper must still get the same line: the
     # one the service's own formatters make of a record with the same fields.
     created = 1_796_300_000.042
     log_format = "json" if formatter is JsonFormatter else "text"
-    AccessLog(log_format).write(created, "GET", "/orders/7", 404, 0.01234)
-    record = logging.makeLogRecord(
-        {
-            "name": "access",
-            "levelno": logging.INFO,
-            "levelname": "INFO",
-            "msg": "%s %s %s",
-            "args": ("GET", "/orders/7", 404),
-            "created": created,
-            "method": "GET",
-            "path": "/orders/7",
-            "status": 404,
-            "duration_ms": 12.3,
-        }
-    )
-    RequestIdFilter().filter(record)
+    token = set_trace_id(trace_id) if trace_id is not None else None
+    try:
+        AccessLog(log_format).write(created, "GET", path, 404, 0.01234)
+        record = logging.makeLogRecord(
+            {
+                "name": "access",
+                "levelno": logging.INFO,
+                "levelname": "INFO",
+                "msg": "%s %s %s",
+                "args": ("GET", path, 404),
+                "created": created,
+                "method": "GET",
+                "path": path,
+                "status": 404,
+                "duration_ms": 12.3,
+            }
+        )
+        RequestIdFilter().filter(record)
+    finally:
+        if token is not None:
+            token.var.reset(token)
 
     assert capsys.readouterr().out == formatter().format(record) + "\n"
 
