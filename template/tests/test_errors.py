@@ -1,8 +1,11 @@
 """Failures answer with a JSON problem body (RFC 9457) and the request id, never a traceback."""
 
+from collections.abc import AsyncIterator
+
 import httpx2
 import pytest
 from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
 
 from app.errors import ServiceUnavailableError
 
@@ -17,12 +20,20 @@ def app(app: FastAPI) -> FastAPI:
     async def crashes() -> None:
         raise RuntimeError("secret internals")
 
+    async def crashes_mid_body() -> StreamingResponse:
+        async def body() -> AsyncIterator[bytes]:
+            yield b"the first part"
+            raise RuntimeError("failed mid-body")
+
+        return StreamingResponse(body())
+
     async def database_down() -> None:
         raise ServiceUnavailableError("The database is unavailable.", retry_after=3)
 
     app.add_api_route("/_test/number", needs_a_number)
     app.add_api_route("/_test/number", needs_a_number, methods=["PUT"])
     app.add_api_route("/_test/crash", crashes)
+    app.add_api_route("/_test/crash-mid-body", crashes_mid_body)
     app.add_api_route("/_test/unavailable", database_down)
     return app
 
@@ -67,6 +78,19 @@ async def test_a_crash_is_a_500_problem_without_internals(
     [record] = [r for r in caplog.records if r.getMessage() == "unhandled error"]
     assert record.exc_info is not None
     assert body["title"] == "Internal Server Error"
+
+
+async def test_a_crash_after_the_headers_went_out_is_logged_once_and_no_500_follows(
+    client: httpx2.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The 200's headers are sent: a 500 now would be a second response start on the connection
+    # (the ASGI transport asserts there is none). The error goes on up, for the server to cut
+    # the connection, and is logged once here.
+    with pytest.raises(RuntimeError, match="failed mid-body"):
+        await client.get("/_test/crash-mid-body")
+
+    [record] = [r for r in caplog.records if r.getMessage() == "unhandled error"]
+    assert record.exc_info is not None
 
 
 async def test_an_unavailable_dependency_is_a_503_with_retry_after(
