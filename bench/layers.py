@@ -5,8 +5,9 @@ seeds a throwaway PostgreSQL, starts a throwaway Redis, and runs bench/_layers_d
 project's own interpreter and serving environment (as shipped: access log on, metrics in
 multiprocess mode, tracing installed without an endpoint). That driver runs the app in one process
 without an HTTP server and measures, by subtraction in alternating rounds, what each layer costs,
-and times routing, dependency resolution and the response alone. This module turns its rounds into
-bench/results/LAYERS.md.
+and times routing, dependency resolution and the response alone. Then bench/_layers_served.py
+measures the same layers where they cost more, in the served process: one `uv run serve` per
+variant, wrk on each in turn. This module turns both into bench/results/LAYERS.md.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from bench import _cache, _projects
+from bench import _cache, _layers_served, _projects
 from bench._args import positive_int
 from bench._errors import BenchError
 from bench._procs import free_port
@@ -34,8 +35,25 @@ from bench._run import RESULTS, cpu_model, prepare_project, say, template_versio
 
 DRIVER = Path(__file__).with_name("_layers_driver.py")
 # Full runs: enough requests per variant that one round's CPU per request is steady to a few µs.
-FULL = {"requests": 6400, "rounds": 7, "orders": 200, "items_per_order": 200, "calls": 20000}
-SMOKE = {"requests": 320, "rounds": 1, "orders": 10, "items_per_order": 20, "calls": 200}
+FULL = {
+    "requests": 6400,
+    "rounds": 7,
+    "orders": 200,
+    "items_per_order": 200,
+    "calls": 20000,
+    # The served measurement (bench/_layers_served.py): rounds of wrk, seconds per server.
+    "served_rounds": 5,
+    "served_seconds": 5,
+}
+SMOKE = {
+    "requests": 320,
+    "rounds": 1,
+    "orders": 10,
+    "items_per_order": 20,
+    "calls": 200,
+    "served_rounds": 1,
+    "served_seconds": 1,
+}
 # What wrk keeps in flight in the main benchmark.
 CONCURRENCY = 32
 DRIVER_TIMEOUT_SECONDS = 900
@@ -133,6 +151,18 @@ def run(args: argparse.Namespace, command: str) -> str:
                 f" {CONCURRENCY} in flight"
             )
             data = drive(uv, project, env, sizes, workdir)
+            say("measuring in the served process: one server per variant")
+            data["served"] = _layers_served.measure(
+                stack,
+                uv,
+                project,
+                env,
+                cache,
+                workdir,
+                orders=orders,
+                rounds=sizes["served_rounds"],
+                duration=sizes["served_seconds"],
+            )
         python = _projects.python_version(_projects.interpreter(project))
     finally:
         if args.keep:
@@ -255,7 +285,7 @@ def markdown(
         " shipped: access log on (JSON to stdout, here a file), log level info, metrics in"
         " multiprocess mode, no OTLP endpoint (tracing records nothing).",
         "",
-        "## Per request",
+        "## Per request, in one process without a server",
         "",
         f"- The project's app, all layers: **{base:.1f} µs** of CPU per hit (median of"
         f" {sizes['rounds']} rounds, {min(baseline):.1f} to {max(baseline):.1f}).",
@@ -264,8 +294,7 @@ def markdown(
         f"- The difference, {median(gap):.1f} µs per hit ({median(gap) / base:.0%} of the"
         " project's), is what the template adds: its own layers, which removed one at a time"
         f" below add up to {median(layers_total):.1f} µs, and what its route asks more of"
-        " FastAPI than the plain one (a validated path parameter, its routers included rather"
-        " than declared on the app, so matched twice, more routes to try before it).",
+        " FastAPI than the plain one (a validated path parameter, more routes to try before it).",
         "",
         "Neither includes the HTTP server (gunicorn's uvicorn worker, httptools, the socket"
         " writes): that is the rest of a row's `app CPU ms/req` in results/RESULTS.md.",
@@ -282,7 +311,8 @@ def markdown(
         "|---|---|---|---|",
         *step_rows,
         "",
-        "## Method",
+        *_layers_served.section(data["served"]),
+        "## Method (in process)",
         "",
         "bench/_layers_driver.py runs the project's ASGI app in one process (create_app, its"
         " lifespan through ASGI lifespan messages, uvloop, logging configured as `serve` does) and"
@@ -323,7 +353,7 @@ def markdown(
         "",
         "    uv run python -m bench.layers",
         "",
-        "(needs what bench/README.md lists, minus wrk and nginx; about five minutes on two cores;"
+        "(needs what bench/README.md lists, minus nginx; about ten minutes on two cores;"
         " `--smoke` runs every step in seconds and writes results/LAYERS_SMOKE.md).",
         "",
     ]

@@ -78,4 +78,9 @@ def test_layers_smoke_measures_every_layer() -> None:
     report = (REPO / "bench" / "results" / "LAYERS_SMOKE.md").read_text()
     for layer in ("RequestIdMiddleware", "access log line", "circuit breaker"):
         assert f"| {layer}" in report, layer
+    # And again in the served process: a server per variant, each cut applied (the runner stops
+    # when a server does not say so) and loaded by wrk.
+    served = report[report.index("## In the served process") :]
+    for layer in ("RequestIdMiddleware", "access log line", "circuit breaker", "FastAPI"):
+        assert f"| {layer}" in served, layer
     assert "Traceback" not in result.stderr
