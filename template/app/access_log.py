@@ -33,7 +33,10 @@ class AccessLog:
             method_json = encode_line(method)[1:-1]
             path_json = encode_line(path)[1:-1]
             text = (
-                f'{{"time": "{line_time(created)}", "level": "info", "logger": "access",'
+                # The opening brace as a literal of its own: an f-string would need it doubled,
+                # which reads as Jinja to the template's checks. Joined when compiled.
+                "{"
+                f'"time": "{line_time(created)}", "level": "info", "logger": "access",'
                 f' "message": "{method_json} {path_json} {status}", "method": "{method_json}",'
                 f' "path": "{path_json}", "status": {status}, "duration_ms": {duration_ms!r},'
                 f' "request_id": {encode_line(request_id)}'
