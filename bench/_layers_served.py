@@ -12,7 +12,6 @@ baseline minus the same of the variant, in µs of a worker that is the bottlenec
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from statistics import median
@@ -23,6 +22,7 @@ from bench._cache import CacheServer
 from bench._errors import BenchError
 from bench._http import get
 from bench._procs import free_port
+from bench._report import spread
 from bench._run import BENCH, reference_cache_env, rotated, say
 from bench._servers import Server, start, terminate_all
 
@@ -88,11 +88,12 @@ def measure(
     # The baseline fills the cache and shows a hit; the rest then read only what it stored (with
     # no Server-Timing to show it in some variants: Redis' counters check every round instead).
     _cache.warm(servers[0], orders)
-    for server in servers:
+    for server in servers[1:]:
         for order_id in range(1, orders + 1):
             status = get(f"{server.base_url}/orders/{order_id}").status
             if status != 200:
                 raise BenchError(f"{server.name}: GET /orders/{order_id} answered {status}")
+    for server in servers:
         applied = f"bench: layer cut applied: {server.name}"
         if server.name != PLAIN and applied not in server.log.read_text(errors="replace"):
             raise BenchError(f"{server.name}: the served process did not say {applied!r}")
@@ -138,13 +139,13 @@ def start_servers(
         log = workdir / f"served-{len(servers)}.log"
         server = start(cut, [uv, "run", "serve"], cwd=project, env=served, port=port, log=log)
         servers.append(server)
-        stack.callback(servers[-1].stop)
+        stack.callback(server.stop)
     port = free_port()
     plain_env = _projects.clean_env(reference_cache_env(uv, project, env["DATABASE_URL"], cache))
     command = _reference.uvicorn_command(python, "plain_fastapi_hit_app", port)
-    log = workdir / "plain.log"
-    servers.append(start(PLAIN, command, cwd=BENCH, env=plain_env, port=port, log=log))
-    stack.callback(servers[-1].stop)
+    plain = start(PLAIN, command, cwd=BENCH, env=plain_env, port=port, log=workdir / "plain.log")
+    servers.append(plain)
+    stack.callback(plain.stop)
     stack.callback(terminate_all, servers)
     for server in servers:
         # In order: the baseline's first answer stores order 1, which every variant then reads
@@ -155,10 +156,6 @@ def start_servers(
 
 def _per_hit_us(rps: float) -> float:
     return 1e6 / rps
-
-
-def _spread(values: Sequence[float]) -> str:
-    return f"{median(values):.1f} | {min(values):.1f} to {max(values):.1f}"
 
 
 def section(data: dict[str, Any]) -> list[str]:
@@ -177,7 +174,7 @@ def section(data: dict[str, Any]) -> list[str]:
         values = saved(cut)
         for other in minus:
             values = [v - o for v, o in zip(values, saved(other), strict=True)]
-        rows.append(f"| {label} | {_spread(values)} | {median(values) / base_us:.0%} |")
+        rows.append(f"| {label} | {spread(values)} | {median(values) / base_us:.0%} |")
     ratio = [b / p for b, p in zip(base, plain, strict=True)]
     wrk = _wrk.settings(CONNECTIONS).replace("<duration>", str(data["duration"]))
     return [

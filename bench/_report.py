@@ -175,6 +175,11 @@ class Setup:
     workers: int
 
 
+def spread(values: Sequence[float]) -> str:
+    """Two markdown cells: the median of the rounds, and their range."""
+    return f"{median(values):.1f} | {min(values):.1f} to {max(values):.1f}"
+
+
 def _ratio(value: float, base: float | None) -> str:
     return f"{value / base:.2f}" if base else "-"
 

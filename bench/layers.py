@@ -31,6 +31,7 @@ from bench import _cache, _layers_served, _projects
 from bench._args import positive_int
 from bench._errors import BenchError
 from bench._procs import free_port
+from bench._report import spread
 from bench._run import RESULTS, cpu_model, prepare_project, say, template_version, uv_binary
 
 DRIVER = Path(__file__).with_name("_layers_driver.py")
@@ -222,10 +223,6 @@ def drive(
     return data
 
 
-def _spread(values: Sequence[float]) -> str:
-    return f"{median(values):.1f} | {min(values):.1f} to {max(values):.1f}"
-
-
 def markdown(
     data: dict[str, Any],
     sizes: dict[str, int],
@@ -249,21 +246,21 @@ def markdown(
     for label, cost in LAYERS:
         values = [cost(r) for r in rounds]
         layers_total = [t + v for t, v in zip(layers_total, values, strict=True)]
-        layer_rows.append(f"| {label} | {_spread(values)} | {median(values) / base:.0%} |")
+        layer_rows.append(f"| {label} | {spread(values)} | {median(values) / base:.0%} |")
     framework = [_cut(r, FRAMEWORK) for r in rounds]
     redis_get = [_cut(r, REDIS_GET) for r in rounds]
     timed_alone = sum(steps[key] for _, key in STEPS)
     step_rows = [
         f"| Redis GET: redis-py + hiredis + the loop's socket work (the GET answered from a dict"
-        f" instead) | {_spread(redis_get)} | {median(redis_get) / base:.0%} |",
+        f" instead) | {spread(redis_get)} | {median(redis_get) / base:.0%} |",
         f"| FastAPI, all of it (routing, request handling, dependencies, response) |"
-        f" {_spread(framework)} | {median(framework) / base:.0%} |",
+        f" {spread(framework)} | {median(framework) / base:.0%} |",
         *(
             f"| of which {label}, timed alone | {steps[key]:.1f} | - | {steps[key] / base:.0%} |"
             for label, key in STEPS
         ),
         f"| of which routing and the rest (all of it minus the two above) |"
-        f" {_spread([f - timed_alone for f in framework])} |"
+        f" {spread([f - timed_alone for f in framework])} |"
         f" {(median(framework) - timed_alone) / base:.0%} |",
         f"| for comparison: the plain app's dependency resolution (`order_id: int`, Request),"
         f" timed alone | {plain_dependencies:.1f} | - | - |",
